@@ -1,0 +1,1 @@
+"""HTTP API: one router per area, collected in :mod:`backend.api.router`."""

@@ -1,0 +1,18 @@
+"""Every router, in one place; ``/api/*`` routes require the bearer token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from backend.api.routes import adapters, datasets, health, inference, jobs, lifecycle, models, system
+from backend.security import require_token
+
+
+def build_router() -> APIRouter:
+    root = APIRouter()
+    root.include_router(health.router)
+    protected = APIRouter(dependencies=[Depends(require_token)])
+    for module in (system, models, datasets, jobs, adapters, inference, lifecycle):
+        protected.include_router(module.router)
+    root.include_router(protected)
+    return root

@@ -1,0 +1,16 @@
+"""``GET /health``: no auth, no service, no ML import; what the service manager polls."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import APIRouter, Request
+
+from backend import __version__
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, object]:
+    return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.value, "pid": os.getpid()}

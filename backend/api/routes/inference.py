@@ -1,0 +1,40 @@
+"""``POST /api/generate``: text from a model with an optional adapter, whole or streamed (SSE)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from backend.api.deps import InferenceDep
+from backend.schemas import GenerateRequest
+from backend.services.inference import GenerationRequest
+
+router = APIRouter(prefix="/api", tags=["inference"])
+
+
+@router.post("/generate", response_model=None)
+async def generate(body: GenerateRequest, request: Request, inference: InferenceDep) -> Any:
+    defaults = request.app.state.services.resources.defaults["generation"]
+    generation = GenerationRequest(
+        model=body.model, adapter=body.adapter, prompt=body.prompt, input=body.input, raw=body.raw,
+        max_new_tokens=body.max_new_tokens or defaults["max_new_tokens"],
+        temperature=defaults["temperature"] if body.temperature is None else body.temperature,
+        seed=body.seed,
+    )
+    inference.check(generation)  # bad references fail as 400 before any streaming starts
+    if not body.stream:
+        return await run_in_threadpool(inference.generate, generation)
+
+    def events() -> Iterator[str]:
+        pieces = []
+        for index, piece in enumerate(inference.stream(generation), start=1):
+            pieces.append(piece)
+            yield f"id: {index}\nevent: token\ndata: {json.dumps({'text': piece})}\n\n"
+        yield f"event: done\ndata: {json.dumps({'text': ''.join(pieces)})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,100 @@
+"""The FastAPI app factory and its lifespan (services are built at startup, closed at shutdown)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from backend import __version__
+from backend.api.router import build_router
+from backend.errors import ServiceError
+from backend.runtime_paths import RuntimeLayout, current_layout
+from backend.security import HostCheckMiddleware
+from backend.services.container import Services, build_services
+from backend.services.lifecycle import Lifecycle
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ServicesFactory = Callable[[Settings, RuntimeLayout, Lifecycle], Services]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    layout: RuntimeLayout | None = None,
+    lifecycle: Lifecycle | None = None,
+    services_factory: ServicesFactory = build_services,
+) -> FastAPI:
+    layout = layout or current_layout()
+    lifecycle = lifecycle or Lifecycle()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = services_factory(settings, layout, lifecycle)
+        services.notifier.bind(asyncio.get_running_loop())
+        lifecycle.on_shutdown_request(services.notifier.notify_all)  # end open event streams
+        app.state.services = services
+        services.jobs.recover()
+        if settings.parent_pid:
+            lifecycle.watch_parent(settings.parent_pid)
+        try:
+            yield
+        finally:
+            lifecycle.shutting_down.set()
+            services.notifier.notify_all()
+            services.close()
+
+    app = FastAPI(
+        title="peft-engine", version=__version__, lifespan=lifespan,
+        description="Local LoRA fine-tuning backend. `/api/*` needs `Authorization: Bearer <token>`.",
+    )
+    app.state.settings = settings
+    app.state.layout = layout
+    app.state.lifecycle = lifecycle
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
+            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    app.add_middleware(HostCheckMiddleware)
+    app.include_router(build_router())
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            location = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            problems.append(f"{location}: {error.get('msg')}")
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "header"))
+        return JSONResponse(
+            {"error": {"code": "invalid_request", "message": "; ".join(problems), "field": field or None,
+                       "details": [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                                   for e in exc.errors()]}},
+            status_code=422,
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": {"code": "internal", "message": f"internal error ({type(exc).__name__}); see the log"}},
+            status_code=500,
+        )

@@ -1,0 +1,135 @@
+"""Command line and server loop: parse flags, bind the socket, serve, print the ready line.
+
+Protocol with whoever spawned us (see docs/user-guide/protocol.md):
+- stdout carries exactly one line, a JSON object with ``"event": "ready"``, once the app has started
+  and the socket accepts connections; every log line goes to stderr and the log file;
+- SIGTERM / Ctrl-C / ``POST /api/shutdown`` / death of ``--parent-pid`` stop gracefully within ~2 s.
+
+Exit codes: 0 stopped normally, 1 could not start (e.g. the port is taken), 2 invalid flags or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from backend import __version__
+
+EXIT_OK = 0
+EXIT_START_FAILED = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("backend")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peft_engine", description="peft-engine backend: local LoRA fine-tuning over HTTP.",
+        epilog="Every flag also reads PEFT_ENGINE_<NAME> from the environment (flags win).",
+    )
+    parser.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port; 0 picks a free one (default 0)")
+    parser.add_argument("--data-dir", type=Path, help="per-user writable folder (default: platformdirs)")
+    parser.add_argument("--token", help="bearer token for /api/* (default: generated; prefer the env var)")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"peft_engine {__version__}")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from backend.settings import Settings
+
+    given = {key: value for key, value in vars(args).items() if value is not None}
+    return Settings(**given)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share the port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(False)
+    return sock
+
+
+def ready_line(*, port: int, version: str, mode: str, token: str) -> str:
+    return json.dumps(
+        {"event": "ready", "port": port, "pid": os.getpid(), "version": version, "mode": mode, "token": token},
+        separators=(",", ":"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        settings.check_host()
+    except (ValidationError, ValueError) as exc:
+        print(f"peft_engine: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.logging_setup import configure_logging
+    from backend.runtime_paths import current_layout
+    from backend.services.container import resolve_data_dir
+    from backend.services.lifecycle import Lifecycle
+
+    layout = current_layout()
+    try:
+        data_dir = resolve_data_dir(settings, layout)
+    except (OSError, ValueError) as exc:
+        print(f"peft_engine: cannot use the data dir: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    log_file = configure_logging(settings.log_level, data_dir / "logs")
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        log.error("cannot bind %s:%s: %s; pick another --port or 0 for a free one", settings.host, settings.port, exc)
+        return EXIT_START_FAILED
+    port = sock.getsockname()[1]
+
+    lifecycle = Lifecycle()
+    app = create_app(settings, layout=layout, lifecycle=lifecycle)
+    config = uvicorn.Config(
+        app, log_config=None, log_level=settings.log_level, lifespan="on", http="h11", loop="asyncio",
+        ws="none", timeout_graceful_shutdown=1, access_log=settings.log_level == "debug",
+    )
+
+    class BackendServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            lifecycle.request_shutdown(f"signal {sig}")
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started and not self.should_exit:
+                print(ready_line(port=port, version=__version__, mode=layout.mode.value, token=settings.token),
+                      flush=True)
+                log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.value,
+                         os.getpid(), log_file)
+
+    server = BackendServer(config)
+
+    def stop_server() -> None:
+        server.should_exit = True
+
+    lifecycle.on_shutdown_request(stop_server)
+    server.run(sockets=[sock])
+    if not server.started:
+        log.error("the server did not start; see the errors above")
+        return EXIT_START_FAILED
+    log.info("stopped (%s)", lifecycle.reason or "server exit")
+    return EXIT_OK

@@ -1,0 +1,169 @@
+"""Where the backend runs from and where it may read and write, in every packaging mode.
+
+Five modes: running from source, a Nuitka standalone folder, a Nuitka onefile, a PyInstaller onedir and
+a PyInstaller onefile. Detection reads *markers* (Nuitka's ``__compiled__``, PyInstaller's ``sys.frozen``
+and ``sys._MEIPASS``, the executable path) gathered once by :func:`current_markers`; everything else is
+a pure function of those markers, so tests simulate every mode without building anything.
+
+Two kinds of location come out of it:
+- read-only bundled resources (presets, the sample dataset, the tiny model) and the ML *sidecar*
+  folder of packages kept out of the compiled binary;
+- a per-user writable data dir (``platformdirs``), never inside the install dir or a onefile unpack
+  dir, which may be read-only or deleted when the program exits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+APP_NAME = "peft_engine"
+APP_AUTHOR = "PEFT Studio"
+DATA_DIR_ENV = "PEFT_ENGINE_DATA_DIR"
+SIDECAR_DIR_NAME = "ml_sidecar"
+
+
+class RuntimeMode(str, Enum):
+    SOURCE = "source"
+    NUITKA_STANDALONE = "nuitka-standalone"
+    NUITKA_ONEFILE = "nuitka-onefile"
+    PYINSTALLER_ONEDIR = "pyinstaller-onedir"
+    PYINSTALLER_ONEFILE = "pyinstaller-onefile"
+
+    @property
+    def frozen(self) -> bool:
+        return self is not RuntimeMode.SOURCE
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeMarkers:
+    """Everything mode detection looks at; :func:`current_markers` reads them from the live process."""
+
+    package_dir: Path  # folder of the ``backend`` package as the importer sees it (``__file__``)
+    executable: Path  # sys.executable
+    argv0: str
+    nuitka_onefile: bool | None = None  # None: not compiled by Nuitka
+    nuitka_containing_dir: Path | None = None
+    pyinstaller_meipass: Path | None = None  # None: not frozen by PyInstaller
+    platform: str = sys.platform
+
+
+def current_markers() -> RuntimeMarkers:
+    compiled = globals().get("__compiled__")  # set by Nuitka in every compiled module
+    meipass = getattr(sys, "_MEIPASS", None) if getattr(sys, "frozen", False) else None
+    return RuntimeMarkers(
+        package_dir=Path(__file__).resolve().parent,
+        executable=Path(sys.executable),
+        argv0=sys.argv[0] if sys.argv else "",
+        nuitka_onefile=bool(compiled.onefile) if compiled is not None else None,
+        nuitka_containing_dir=Path(compiled.containing_dir) if compiled is not None else None,
+        pyinstaller_meipass=Path(meipass) if meipass else None,
+    )
+
+
+def detect_mode(markers: RuntimeMarkers) -> RuntimeMode:
+    if markers.nuitka_onefile is not None:
+        return RuntimeMode.NUITKA_ONEFILE if markers.nuitka_onefile else RuntimeMode.NUITKA_STANDALONE
+    if markers.pyinstaller_meipass is not None:
+        exe_dir = markers.executable.parent
+        meipass = markers.pyinstaller_meipass
+        # onedir unpacks nothing: _MEIPASS is the exe's folder or its `_internal/`, or, in a macOS .app,
+        # Contents/Frameworks. A onefile unpacks to a fresh temp folder elsewhere.
+        inside = meipass == exe_dir or exe_dir in meipass.parents
+        mac_bundle = markers.platform == "darwin" and meipass == exe_dir.parent / "Frameworks"
+        return RuntimeMode.PYINSTALLER_ONEDIR if inside or mac_bundle else RuntimeMode.PYINSTALLER_ONEFILE
+    return RuntimeMode.SOURCE
+
+
+def bundle_root(markers: RuntimeMarkers) -> Path:
+    """The folder that holds the ``backend`` package's data files in this mode."""
+    mode = detect_mode(markers)
+    if mode in (RuntimeMode.PYINSTALLER_ONEDIR, RuntimeMode.PYINSTALLER_ONEFILE):
+        assert markers.pyinstaller_meipass is not None
+        return markers.pyinstaller_meipass
+    # Source and Nuitka (standalone and onefile alike) place data next to the package's modules:
+    # Nuitka sets a compiled module's __file__ to <dist or unpack dir>/backend/<module>.py.
+    return markers.package_dir.parent
+
+
+def resources_dir(markers: RuntimeMarkers) -> Path:
+    return bundle_root(markers) / "backend" / "resources"
+
+
+def install_dir(markers: RuntimeMarkers) -> Path:
+    """The user-facing install folder: where the executable (or the onefile) lives."""
+    mode = detect_mode(markers)
+    if mode is RuntimeMode.SOURCE:
+        return markers.package_dir.parent
+    if mode in (RuntimeMode.NUITKA_STANDALONE, RuntimeMode.NUITKA_ONEFILE):
+        assert markers.nuitka_containing_dir is not None
+        return markers.nuitka_containing_dir
+    if mode is RuntimeMode.PYINSTALLER_ONEFILE:
+        return Path(os.path.abspath(markers.argv0)).parent
+    return markers.executable.parent
+
+
+def sidecar_dirs(markers: RuntimeMarkers) -> list[Path]:
+    """Folders that may hold the heavy ML packages kept out of the compiled binary, in search order.
+
+    Standalone builds carry the sidecar next to the executable; onefile builds carry it inside the
+    payload (unpacked next to the package) or next to the onefile itself.
+    """
+    candidates = [bundle_root(markers) / SIDECAR_DIR_NAME, install_dir(markers) / SIDECAR_DIR_NAME]
+    unique: list[Path] = []
+    for candidate in candidates:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique
+
+
+def default_data_dir(platform: str = sys.platform, environ: dict[str, str] | None = None) -> Path:
+    """Per-user writable data dir: XDG on Linux, Application Support on macOS, AppData on Windows."""
+    env = os.environ if environ is None else environ
+    override = env.get(DATA_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs  # small; imported here so detection stays importable without it
+
+    return Path(platformdirs.user_data_dir(APP_NAME, APP_AUTHOR, roaming=platform == "win32"))
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeLayout:
+    mode: RuntimeMode
+    resources: Path
+    install: Path
+    sidecars: tuple[Path, ...]
+
+    @classmethod
+    def from_markers(cls, markers: RuntimeMarkers) -> RuntimeLayout:
+        return cls(
+            mode=detect_mode(markers),
+            resources=resources_dir(markers),
+            install=install_dir(markers),
+            sidecars=tuple(sidecar_dirs(markers)),
+        )
+
+    def check_data_dir(self, data_dir: Path) -> None:
+        """Refuse a data dir inside the install / unpack folder of a frozen build."""
+        if not self.mode.frozen:
+            return
+        for forbidden in {self.install, self.resources.parent.parent}:
+            if is_inside(data_dir, forbidden):
+                raise ValueError(
+                    f"data dir {data_dir} is inside the {self.mode.value} install folder {forbidden}, "
+                    f"which may be read-only or deleted at exit; pass --data-dir or set {DATA_DIR_ENV} "
+                    "to a per-user folder"
+                )
+
+
+def current_layout() -> RuntimeLayout:
+    return RuntimeLayout.from_markers(current_markers())

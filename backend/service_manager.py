@@ -1,0 +1,419 @@
+"""Spawn and supervise a backend: the Python counterpart of the desktop app's BackendServiceManager.
+
+Used by ``compile verify``, the benchmarks and the integration tests, and the reference for the app's
+own manager. It works the same for every variant: ``python -m backend`` from source or a built
+artifact (Nuitka standalone / onefile, PyInstaller onedir / onefile). The protocol (docs/user-guide/
+protocol.md):
+
+1. spawn with ``--port 0 --parent-pid <ours> --data-dir <dir>`` and the token in ``PEFT_ENGINE_TOKEN``
+   (environment, not argv, so other users cannot read it from the process list);
+2. read stdout until the one JSON ready line: ``{"event": "ready", "port", "pid", "version", "mode",
+   "token"}``; everything else the backend says goes to stderr (kept in a log file here);
+3. ``GET /health`` until it answers 200;
+4. stop: ``POST /api/shutdown`` (or SIGTERM), wait, then terminate and kill whatever is left of the
+   process tree (a onefile build is a bootstrap process plus its child; training adds a worker).
+
+The manager restarts a backend that dies unexpectedly, with exponential backoff and a bounded number
+of attempts. This module is not imported by the backend itself, so it never ships inside a build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOKEN_ENV = "PEFT_ENGINE_TOKEN"
+
+
+class ServiceManagerError(Exception):
+    """The backend could not be started, reached, or stopped as the protocol says."""
+
+
+class BackendStartError(ServiceManagerError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReadyInfo:
+    port: int
+    pid: int
+    version: str
+    mode: str
+    token: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def parse(cls, line: str) -> ReadyInfo:
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BackendStartError(f"first stdout line is not JSON: {line[:200]!r}") from exc
+        if not isinstance(data, dict) or data.get("event") != "ready":
+            raise BackendStartError(f"first stdout line is not a ready event: {line[:200]!r}")
+        missing = [key for key in ("port", "pid", "version", "mode", "token") if key not in data]
+        if missing:
+            raise BackendStartError(f"ready line lacks {', '.join(missing)}: {line[:200]!r}")
+        return cls(port=int(data["port"]), pid=int(data["pid"]), version=str(data["version"]),
+                   mode=str(data["mode"]), token=str(data["token"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchSpec:
+    """How to start one backend variant."""
+
+    command: tuple[str, ...]
+    data_dir: Path
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    ready_timeout_s: float = 120.0
+    extra_args: tuple[str, ...] = ()
+
+    @classmethod
+    def source(cls, data_dir: Path, **kwargs: Any) -> LaunchSpec:
+        return cls(command=(sys.executable, "-m", "backend"), data_dir=data_dir, cwd=REPO_ROOT, **kwargs)
+
+    @classmethod
+    def artifact(cls, executable: Path, data_dir: Path, **kwargs: Any) -> LaunchSpec:
+        return cls(command=(str(executable),), data_dir=data_dir, **kwargs)
+
+    def argv(self) -> list[str]:
+        return [*self.command, "--port", "0", "--parent-pid", str(os.getpid()),
+                "--data-dir", str(self.data_dir), *self.extra_args]
+
+    def environment(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, TOKEN_ENV: self.token, "PYTHONUNBUFFERED": "1"}
+        env.pop("PEFT_ENGINE_PORT", None)
+        return env
+
+
+@dataclass(frozen=True)
+class StopReport:
+    graceful: bool  # exited on its own after the shutdown request, within the timeout
+    exit_code: int | None
+    seconds: float
+    leftover_pids: tuple[int, ...]  # processes of the tree still alive after everything (should be none)
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class BackendProcess:
+    """One running backend: its process, ready line, and an HTTP client for its API."""
+
+    def __init__(self, spec: LaunchSpec):
+        self.spec = spec
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stderr_path = Path(tempfile.mkstemp(prefix="peft-engine-", suffix=".stderr.log")[1])
+        self._stderr = self.stderr_path.open("wb")
+        popen_kwargs: dict[str, Any] = {}
+        if os.name == "nt":
+            popen_kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            popen_kwargs["start_new_session"] = True  # its own process group: the tree can be signalled
+        self.started_at = time.perf_counter()
+        self.popen = subprocess.Popen(
+            spec.argv(), cwd=spec.cwd, env=spec.environment(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._stderr, **popen_kwargs,
+        )
+        self._ready_line: str | None = None
+        self._line_seen = threading.Event()
+        self._reader = threading.Thread(target=self._read_stdout, name="backend-stdout", daemon=True)
+        self._reader.start()
+        self.ready: ReadyInfo | None = None
+        self._known_pids: set[int] = {self.popen.pid}
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            if self._ready_line is None:
+                self._ready_line = raw.decode("utf-8", "replace").strip()
+                self._line_seen.set()
+            # Later lines are a protocol violation; drain them so the backend never blocks on a full pipe.
+        self._line_seen.set()
+
+    def stderr_tail(self, lines: int = 30) -> str:
+        self._stderr.flush()
+        text = self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self) -> ReadyInfo:
+        deadline = self.started_at + self.spec.ready_timeout_s
+        if not self._line_seen.wait(max(0.0, deadline - time.perf_counter())):
+            raise BackendStartError(
+                f"no ready line within {self.spec.ready_timeout_s:.0f}s; stderr:\n{self.stderr_tail()}"
+            )
+        if self._ready_line is None:
+            self.popen.wait(5)
+            raise BackendStartError(
+                f"backend exited with code {self.popen.returncode} before its ready line; "
+                f"stderr:\n{self.stderr_tail()}"
+            )
+        ready = ReadyInfo.parse(self._ready_line)
+        if ready.token != self.spec.token:
+            raise BackendStartError("the ready line reports a different token than the one passed")
+        self.ready = ready
+        self._known_pids.add(ready.pid)
+        while True:
+            try:
+                if self.request("GET", "/health", auth=False, timeout=2).status == 200:
+                    return ready
+            except OSError:
+                pass
+            if self.popen.poll() is not None:
+                raise BackendStartError(f"backend exited with code {self.popen.returncode} after its ready line")
+            if time.perf_counter() > deadline:
+                raise BackendStartError(f"/health did not answer 200 within {self.spec.ready_timeout_s:.0f}s")
+            time.sleep(0.01)
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+    def request(
+        self, method: str, path: str, body: Any = None, *, auth: bool = True, timeout: float = 60.0,
+        headers: Mapping[str, str] | None = None, raw_body: bytes | None = None,
+    ) -> Response:
+        if self.ready is None:
+            raise ServiceManagerError("backend is not ready")
+        connection = http.client.HTTPConnection("127.0.0.1", self.ready.port, timeout=timeout)
+        try:
+            sent_headers = {"Host": f"127.0.0.1:{self.ready.port}", **(headers or {})}
+            if auth:
+                sent_headers["Authorization"] = f"Bearer {self.ready.token}"
+            payload = raw_body
+            if body is not None:
+                payload = json.dumps(body).encode()
+                sent_headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=payload, headers=sent_headers)
+            response = connection.getresponse()
+            return Response(response.status, dict(response.getheaders()), response.read())
+        finally:
+            connection.close()
+
+    def stream_events(
+        self, path: str, *, last_event_id: int | None = None, timeout: float = 120.0
+    ) -> list[dict[str, Any]]:
+        """Read a server-sent-event stream to its end; returns ``{"id", "event", "data"}`` dicts."""
+        assert self.ready is not None
+        connection = http.client.HTTPConnection("127.0.0.1", self.ready.port, timeout=timeout)
+        headers = {"Authorization": f"Bearer {self.ready.token}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                raise ServiceManagerError(f"GET {path}: {response.status} {response.read()[:300]!r}")
+            return parse_sse(response.read().decode("utf-8"))
+        finally:
+            connection.close()
+
+    # -- processes ----------------------------------------------------------------------------------
+    def process_tree(self) -> list[psutil.Process]:
+        """The launched process and all its descendants that are alive now."""
+        try:
+            root = psutil.Process(self.popen.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        self._known_pids.update(process.pid for process in tree)
+        return tree
+
+    def stop(self, timeout: float = 5.0, *, via_http: bool = True) -> StopReport:
+        started = time.perf_counter()
+        snapshot = self.process_tree()
+        requested = False
+        if self.popen.poll() is None:
+            if via_http and self.ready is not None:
+                try:
+                    requested = self.request("POST", "/api/shutdown", timeout=2).status == 202
+                except OSError:
+                    requested = False
+            if not requested:
+                self._signal_terminate()
+        graceful = True
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            graceful = False
+        survivors = [p for p in snapshot if _alive(p)]
+        if survivors:
+            # A clean exit takes its workers along within the grace time; give them that, then force.
+            _, survivors = psutil.wait_procs(survivors, timeout=2.0)
+        for process in survivors:
+            graceful = False
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, survivors = psutil.wait_procs(survivors, timeout=2.0)
+        for process in survivors:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(survivors, timeout=2.0)
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+        leftovers = tuple(pid for pid in self._known_pids if _pid_alive(pid))
+        self._stderr.close()
+        return StopReport(graceful, self.popen.returncode, time.perf_counter() - started, leftovers)
+
+    def _signal_terminate(self) -> None:
+        if os.name == "nt":
+            self.popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            self.popen.send_signal(signal.SIGTERM)
+
+
+class ServiceManager:
+    """Start a backend, keep it running (bounded restarts with backoff), stop it and its whole tree."""
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        *,
+        max_restarts: int = 3,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
+        self.spec = spec
+        self.max_restarts = max_restarts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.on_event = on_event or (lambda kind, data: log.info("backend %s: %s", kind, data))
+        self.restarts = 0
+        self.current: BackendProcess | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self.gave_up = threading.Event()
+
+    def start(self) -> BackendProcess:
+        process = self._launch()
+        self._supervisor = threading.Thread(target=self._supervise, name="backend-supervisor", daemon=True)
+        self._supervisor.start()
+        return process
+
+    def _launch(self) -> BackendProcess:
+        process = BackendProcess(self.spec)
+        try:
+            ready = process.wait_ready()
+        except BaseException:
+            process.stop(timeout=2, via_http=False)
+            raise
+        with self._lock:
+            self.current = process
+        self.on_event("ready", {"pid": ready.pid, "port": ready.port, "mode": ready.mode})
+        return process
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            current = self.current
+            if current is None or current.popen.poll() is None:
+                self._stopping.wait(0.2)
+                continue
+            code = current.popen.returncode
+            self.on_event("exited", {"pid": current.popen.pid, "code": code, "stderr": current.stderr_tail(10)})
+            current.stop(timeout=0.5, via_http=False)  # reap what is left of its tree
+            if self.restarts >= self.max_restarts:
+                self.on_event("gave_up", {"restarts": self.restarts})
+                self.gave_up.set()
+                return
+            delay = min(self.backoff_max_s, self.backoff_initial_s * (2 ** self.restarts))
+            self.restarts += 1
+            self.on_event("restarting", {"attempt": self.restarts, "delay_s": delay})
+            if self._stopping.wait(delay):
+                return
+            try:
+                self._launch()
+            except ServiceManagerError as exc:
+                self.on_event("restart_failed", {"attempt": self.restarts, "error": str(exc)})
+                with self._lock:
+                    self.current = current  # dead; the loop tries again or gives up
+
+    def wait_for_restart(self, previous: BackendProcess, timeout: float = 60.0) -> BackendProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.current
+            if current is not None and current is not previous and current.ready is not None:
+                return current
+            if self.gave_up.is_set():
+                raise ServiceManagerError(f"gave up after {self.restarts} restarts")
+            time.sleep(0.05)
+        raise ServiceManagerError(f"no restart within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 5.0) -> StopReport | None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
+        with self._lock:
+            current, self.current = self.current, None
+        return current.stop(timeout) if current is not None else None
+
+    def __enter__(self) -> BackendProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        entry: dict[str, Any] = {}
+        data_lines = []
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data_lines.append(value)
+            elif name in ("id", "event"):
+                entry[name] = value
+        if data_lines:
+            entry["data"] = json.loads("\n".join(data_lines))
+            events.append(entry)
+    return events
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        return _alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
+
+

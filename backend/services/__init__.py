@@ -1,0 +1,1 @@
+"""Services behind the API. Heavy ML work lives in ``training`` (worker side) and ``inference``."""

@@ -1,0 +1,56 @@
+"""Graceful shutdown from every direction (SIGTERM / Ctrl-C, ``POST /api/shutdown``, a dead parent)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # exists, owned by someone else
+        return True
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self.shutting_down = threading.Event()
+        self.reason: str | None = None
+        self._exit_callbacks: list[Callable[[], None]] = []
+
+    def on_shutdown_request(self, callback: Callable[[], None]) -> None:
+        self._exit_callbacks.append(callback)
+
+    def request_shutdown(self, reason: str) -> None:
+        if self.shutting_down.is_set():
+            return
+        self.reason = reason
+        log.info("shutdown requested: %s", reason)
+        self.shutting_down.set()
+        for callback in self._exit_callbacks:
+            callback()
+
+    def watch_parent(self, parent_pid: int, interval: float = 0.5) -> threading.Thread:
+        """Shut down when ``parent_pid`` dies (the desktop app crashed or was killed)."""
+        direct_parent = os.getppid() == parent_pid
+
+        def watch() -> None:
+            while not self.shutting_down.wait(interval):
+                # A direct parent that died leaves us re-parented even if its pid is reused later.
+                gone = (direct_parent and os.getppid() != parent_pid) or not process_alive(parent_pid)
+                if gone:
+                    self.request_shutdown(f"parent process {parent_pid} exited")
+                    return
+
+        thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+        thread.start()
+        return thread

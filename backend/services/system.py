@@ -1,0 +1,55 @@
+"""Machine and runtime facts for ``/api/system``; the first call imports torch (for its version and CUDA)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+from typing import Any
+
+import psutil
+
+from backend import __version__
+from backend.runtime_paths import RuntimeLayout
+from backend.services.ml_runtime import prepare_ml_imports
+
+_ml_lock = threading.Lock()
+
+
+def ml_stack_info() -> dict[str, Any]:
+    with _ml_lock:
+        sidecars = prepare_ml_imports()
+        import peft
+        import torch
+        import transformers
+
+        return {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "cuda_available": bool(torch.cuda.is_available()),
+            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+            "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+            "torch_threads": torch.get_num_threads(),
+            "loaded_from": str(os.path.dirname(torch.__file__)),
+            "sidecar_paths": [str(path) for path in sidecars],
+        }
+
+
+def system_info(layout: RuntimeLayout, data_dir: str) -> dict[str, Any]:
+    memory = psutil.virtual_memory()
+    return {
+        "version": __version__,
+        "mode": layout.mode.value,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": psutil.cpu_count(logical=True),
+        "cpu_physical": psutil.cpu_count(logical=False),
+        "memory_total_bytes": memory.total,
+        "memory_available_bytes": memory.available,
+        "data_dir": data_dir,
+        "resources_dir": str(layout.resources),
+        "ml": ml_stack_info(),
+    }

@@ -1,0 +1,59 @@
+"""The training worker: a ``multiprocessing`` *spawn* child of the server, the same program re-run.
+
+It reports through one end of a pipe and watches two flags set by the server (cancel, stop) plus the
+server's pid: if the server disappears (even by ``kill -9``) the worker exits too, so nothing is left
+behind. A crash here only ends this process; the server sees the exit code and marks the job.
+
+Exit codes: 0 finished (completed, cancelled or interrupted, as reported), 1 training error
+(reported), 3 server gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_ORPHANED = 3
+
+
+def _watch_server(server_pid: int, interval: float = 0.5) -> None:
+    while True:
+        time.sleep(interval)
+        if os.getppid() != server_pid:
+            os._exit(EXIT_ORPHANED)
+
+
+def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int) -> None:
+    """Entry point of the worker process (a module-level function, so ``spawn`` can import it)."""
+    threading.Thread(target=_watch_server, args=(server_pid,), name="server-watch", daemon=True).start()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
+    from backend.services.training import TrainingSpec, run_training
+
+    def emit(event: dict[str, Any]) -> None:
+        conn.send(event)
+
+    def stop_requested() -> str | None:
+        if cancel.is_set():
+            return "cancel"
+        if stop.is_set():
+            return "stop"
+        return None
+
+    try:
+        outcome = run_training(TrainingSpec.from_dict(spec_data), emit, stop_requested)  # type: ignore[arg-type]
+        emit({"type": "finished", "status": outcome.status, "step": outcome.step, "loss": outcome.loss})
+        exit_code = EXIT_OK
+    except Exception as exc:
+        emit({"type": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        exit_code = EXIT_ERROR
+    finally:
+        conn.close()
+    os._exit(exit_code)  # skip interpreter teardown of torch threads; everything is saved already
