@@ -101,8 +101,7 @@ def install_dir(markers: RuntimeMarkers) -> Path:
     if mode in (RuntimeMode.NUITKA_STANDALONE, RuntimeMode.NUITKA_ONEFILE):
         assert markers.nuitka_containing_dir is not None
         return markers.nuitka_containing_dir
-    if mode is RuntimeMode.PYINSTALLER_ONEFILE:
-        return Path(os.path.abspath(markers.argv0)).parent
+    # PyInstaller (onedir and onefile alike) sets sys.executable to the user-facing executable.
     return markers.executable.parent
 
 

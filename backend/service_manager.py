@@ -69,7 +69,7 @@ class ReadyInfo:
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise BackendStartError(f"first stdout line is not JSON: {line[:200]!r}") from exc
+            raise BackendStartError(f"first stdout line is not the JSON ready line: {line[:200]!r}") from exc
         if not isinstance(data, dict) or data.get("event") != "ready":
             raise BackendStartError(f"first stdout line is not a ready event: {line[:200]!r}")
         missing = [key for key in ("port", "pid", "version", "mode", "token") if key not in data]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     token: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16)
     parent_pid: int | None = Field(None, gt=0, description="exit when this process dies")
     log_level: LogLevel = "info"
-    cors_origins: tuple[str, ...] = Field((), description="exact origins allowed to call the API")
+    # NoDecode: the environment gives a comma-separated list, not JSON.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), description="exact origins allowed to call the API")
     allow_remote: bool = Field(False, description="allow binding a non-loopback host (Host check stays)")
     worker_stop_timeout_s: float = Field(1.2, gt=0, le=30)
 

@@ -1,0 +1,38 @@
+"""Bundled resources exist, parse, and the sample dataset is reproducible from its script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from backend.runtime_paths import current_layout
+from backend.service_manager import REPO_ROOT
+from backend.services.datasets import validate_jsonl
+from backend.services.resources import REQUIRED_RESOURCE_FILES, BundledResources
+
+
+def test_required_files_present() -> None:
+    resources = BundledResources(current_layout().resources)
+    report = resources.check_files()
+    assert [entry["path"] for entry in report] == list(REQUIRED_RESOURCE_FILES)
+    assert all(entry["ok"] for entry in report), report
+
+
+def test_presets_are_consistent() -> None:
+    resources = BundledResources(current_layout().resources)
+    for preset in resources.presets.values():
+        assert set(preset.default_target_modules) <= set(preset.available_target_modules), preset.name
+    config = json.loads((resources.bundled_model_dir / "config.json").read_text())
+    assert resources.preset_for_model_type(config["model_type"]) is not None
+
+
+def test_sample_dataset_is_valid_and_reproducible(tmp_path: Path) -> None:
+    resources = BundledResources(current_layout().resources)
+    report = validate_jsonl(resources.sample_dataset, max_lines=10_000)
+    assert not report.errors and report.records >= 200
+    subprocess.run([sys.executable, "scripts/make_resources.py", "--out", str(tmp_path), "--dataset-only"],
+                   cwd=REPO_ROOT, check=True, capture_output=True)
+    regenerated = tmp_path / "datasets" / resources.sample_dataset.name
+    assert regenerated.read_bytes() == resources.sample_dataset.read_bytes()

@@ -1,0 +1,88 @@
+"""Routes alone, with the services swapped for fakes through ``dependency_overrides``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from backend.api import deps
+from backend.errors import Conflict, InvalidInput, NotFound
+
+
+class FakeJobs:
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request["model"] == "missing":
+            raise InvalidInput("model 'missing' not found", field="model", allowed=["tiny-llama"])
+        self.created.append(request)
+        return {"id": "job-1", "status": "queued"}
+
+    def list(self) -> list[dict[str, Any]]:
+        return [{"id": "job-1", "status": "queued"}]
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        if job_id != "job-1":
+            raise NotFound(f"job {job_id!r} not found")
+        return {"id": "job-1", "status": "completed"}
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        raise Conflict(f"job {job_id!r} is completed; only queued or running jobs can be cancelled")
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        return {"id": job_id, "status": "queued"}
+
+
+@pytest.fixture
+def fake_jobs(app: FastAPI) -> FakeJobs:
+    fake = FakeJobs()
+    app.dependency_overrides[deps.get_jobs] = lambda: fake
+    return fake
+
+
+def test_create_job_returns_202_and_passes_the_parsed_body(client: TestClient, fake_jobs: FakeJobs) -> None:
+    response = client.post("/api/jobs", json={"model": "tiny-llama", "dataset": "d", "lora_r": 4})
+    assert response.status_code == 202 and response.json()["id"] == "job-1"
+    assert fake_jobs.created[0]["lora_r"] == 4 and fake_jobs.created[0]["target_modules"] is None
+
+
+def test_service_errors_map_to_status_codes(client: TestClient, fake_jobs: FakeJobs) -> None:
+    bad = client.post("/api/jobs", json={"model": "missing", "dataset": "d"})
+    assert bad.status_code == 400
+    assert bad.json()["error"] == {"code": "invalid_input", "message": "model 'missing' not found",
+                                   "field": "model", "allowed": ["tiny-llama"]}
+    assert client.get("/api/jobs/nope").status_code == 404
+    conflict = client.post("/api/jobs/job-1/cancel")
+    assert conflict.status_code == 409 and "only queued or running" in conflict.json()["error"]["message"]
+    assert client.post("/api/jobs/job-1/resume").status_code == 202
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"dataset": "d"}, "model"),
+    ({"model": "m", "dataset": "d", "lora_r": 0}, "lora_r"),
+    ({"model": "m", "dataset": "d", "lora_dropout": 1.5}, "lora_dropout"),
+    ({"model": "m", "dataset": "d", "learning_rate": -1}, "learning_rate"),
+    ({"model": "m", "dataset": "d", "batch_size": "many"}, "batch_size"),
+    ({"model": "m", "dataset": "d", "surprise": True}, "surprise"),
+])
+def test_invalid_bodies_are_422_naming_the_field(
+    client: TestClient, fake_jobs: FakeJobs, body: dict, field: str
+) -> None:
+    response = client.post("/api/jobs", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == field and field in error["message"]
+    assert not fake_jobs.created
+
+
+def test_api_requires_the_token(app: FastAPI, fake_jobs: FakeJobs) -> None:
+    with TestClient(app, base_url="http://127.0.0.1") as anonymous:
+        response = anonymous.get("/api/jobs")
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert anonymous.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert anonymous.get("/health").status_code == 200
