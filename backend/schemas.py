@@ -52,3 +52,7 @@ class GenerateRequest(StrictBody):
         if self.raw and self.input:
             raise ValueError("'input' is only used with the instruction template; drop it or set raw=false")
         return self
+
+
+class BundleFilesCheck(StrictBody):
+    paths: list[str] = Field(..., min_length=1, max_length=10_000, description="relative to the bundle root")

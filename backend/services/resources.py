@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -82,6 +83,28 @@ class BundledResources:
     @property
     def sample_dataset(self) -> Path:
         return self.root / "datasets" / SAMPLE_DATASET_FILE
+
+    @property
+    def bundle_root(self) -> Path:
+        return self.root.parent.parent  # <bundle>/backend/resources
+
+    def inspect(self, relative_paths: list[str]) -> list[dict[str, Any]]:
+        """Size and sha256 of bundled files; paths outside the bundle are reported, never read."""
+        root = self.bundle_root.resolve()
+        report = []
+        for relative in relative_paths:
+            entry: dict[str, Any] = {"path": relative, "ok": False}
+            candidate = (root / relative).resolve()
+            if root not in candidate.parents:
+                entry["error"] = "outside the bundle"
+            else:
+                try:
+                    data = candidate.read_bytes()
+                    entry.update(ok=True, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+                except OSError as exc:
+                    entry["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
+            report.append(entry)
+        return report
 
     def check_files(self) -> list[dict[str, Any]]:
         """Presence and readability of every required file (for /api/system and verification)."""

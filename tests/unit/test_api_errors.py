@@ -92,3 +92,15 @@ def test_arbitrary_job_bodies_never_500(client: TestClient, body: dict) -> None:
         body["model"] = "nope"
     response = client.post("/api/jobs", json=body)
     assert 400 <= response.status_code < 500, response.text
+
+
+def test_bundle_files_check_is_confined_to_the_bundle(client: TestClient) -> None:
+    response = client.post("/api/system/bundle-files", json={"paths": [
+        "backend/resources/defaults.json", "backend/resources/missing.json", "../../etc/passwd", "/etc/passwd",
+    ]})
+    assert response.status_code == 200
+    files = {entry["path"]: entry for entry in response.json()["files"]}
+    assert files["backend/resources/defaults.json"]["ok"] and len(files["backend/resources/defaults.json"]["sha256"]) == 64
+    assert not files["backend/resources/missing.json"]["ok"]
+    assert files["../../etc/passwd"]["error"] == "outside the bundle"
+    assert files["/etc/passwd"]["error"] == "outside the bundle"

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import ServicesDep
+from backend.schemas import BundleFilesCheck
 from backend.services.system import system_info
 
 router = APIRouter(prefix="/api", tags=["system"])
@@ -23,6 +24,13 @@ async def system(services: ServicesDep) -> dict[str, Any]:
 def resources(services: ServicesDep) -> dict[str, Any]:
     files = services.resources.check_files()
     return {"root": str(services.resources.root), "ok": all(f["ok"] for f in files), "files": files}
+
+
+@router.post("/system/bundle-files")
+def bundle_files(body: BundleFilesCheck, services: ServicesDep) -> dict[str, Any]:
+    """Whether bundled files (paths relative to the bundle root, as in the build's data manifest) are
+    present and readable from inside the running artifact; used by ``compile verify``."""
+    return {"root": str(services.resources.bundle_root), "files": services.resources.inspect(body.paths)}
 
 
 @router.get("/presets")

@@ -1,0 +1,5 @@
+import sys
+
+from compile.cli import main
+
+sys.exit(main())

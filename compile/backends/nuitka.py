@@ -1,0 +1,57 @@
+"""The Nuitka command line for a standalone folder or a onefile."""
+
+from __future__ import annotations
+
+from compile.backends import BuildInputs
+from compile.datafiles import nuitka_data_args
+from compile.options import BuildOptions
+from compile.platforms import platform_module
+from compile.sidecar import SIDECAR_DIR_NAME
+
+REPORT_NAME = "compilation-report.xml"
+
+
+def report_path(options: BuildOptions) -> str:
+    return str(options.build_path / REPORT_NAME)
+
+
+def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
+    if options.tool != "nuitka":
+        raise ValueError(f"{options.variant} is not a Nuitka build")
+    command = [
+        inputs.python, "-m", "nuitka",
+        f"--mode={'onefile' if options.onefile else 'standalone'}",
+        f"--output-dir={options.build_path}",
+        f"--output-filename={options.executable_name}",
+        f"--company-name={options.company_name}",
+        f"--product-name={options.product_name}",
+        f"--report={report_path(options)}",
+        f"--lto={'yes' if options.lto else 'no'}",
+        # The sidecar packages are imported at run time from a folder Nuitka never saw.
+        "--no-deployment-flag=excluded-module-usage",
+    ]
+    if options.jobs:
+        command.append(f"--jobs={options.jobs}")
+    nofollow = sorted({*(inputs.sidecar.nofollow_imports if inputs.sidecar else ()), *options.exclude_modules})
+    if nofollow:
+        command.append(f"--nofollow-import-to={','.join(nofollow)}")
+    complete = sorted({*(inputs.sidecar.complete_packages if inputs.sidecar else ()), *inputs.stdlib_packages})
+    command += [f"--include-package={name}" for name in complete]
+    command += [f"--include-module={name}" for name in sorted({*inputs.stdlib_modules, *options.include_modules})]
+    command += [f"--noinclude-custom-mode={name}:bytecode" for name in options.bytecode_packages]
+    command += [f"--python-flag={flag}" for flag in options.python_flags]
+    command += nuitka_data_args(list(inputs.data_files))
+    if options.onefile:
+        command += [
+            f"--onefile-tempdir-spec={options.onefile_tempdir_spec}",
+            f"--onefile-child-grace-time={options.onefile_child_grace_ms}",
+        ]
+        if options.onefile_as_archive:
+            command.append("--onefile-as-archive")
+        if inputs.sidecar_dir is not None:
+            # raw: extension modules and shared libraries go in as they are, no dependency scan
+            command.append(f"--include-raw-dir={inputs.sidecar_dir}={SIDECAR_DIR_NAME}")
+    command += platform_module(options.platform).nuitka_flags(options)
+    command += list(options.nuitka_args)
+    command.append(str(options.root / options.entry_point))
+    return command

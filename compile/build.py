@@ -1,0 +1,197 @@
+"""One build from options to ``dist/<variant>/``: build env, probe, sidecar, tool run, records.
+
+The steps that decide (``prepare_inputs`` → planners) are separate from the steps that act (runner,
+file copies), so ``compile plan`` prints exactly the command a build would run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from compile.backends import BuildInputs
+from compile.backends.nuitka import nuitka_command, report_path
+from compile.backends.pyinstaller import pyinstaller_command
+from compile.buildenv import BuildEnv, ensure_build_env
+from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
+from compile.errors import BuildFailed
+from compile.nuitka_report import parse_report
+from compile.options import BuildOptions
+from compile.platforms import windows
+from compile.probe import PROBE_VERSION
+from compile.results import BUILD_RECORD, BUILD_SCHEMA_VERSION, tree_size, write_checksums, write_json_atomic
+from compile.runner import capture, run, tool_env
+from compile.sidecar import SIDECAR_DIR_NAME, MaterializeReport, SidecarPlan, materialize, plan_sidecar
+
+
+def probe(env: BuildEnv, options: BuildOptions, command: str, *names: str) -> dict[str, Any]:
+    output = capture([str(env.python), str(options.root / "compile" / "probe.py"), command, *names],
+                     cwd=options.root, env=tool_env(env.bin_dir))
+    result: dict[str, Any] = json.loads(output)
+    return result
+
+
+def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> tuple[list[str], list[str]]:
+    """(packages, modules) of the standard library that the sidecar imports, minus exclusions. Cached
+    per build env and sidecar, because scanning torch takes a while."""
+    digest = hashlib.sha256(json.dumps([PROBE_VERSION, *plan.distributions]).encode()).hexdigest()[:12]
+    cache = options.root / options.build_dir / "envs" / f"{env.key}-stdlib-{digest}.json"
+    if cache.is_file():
+        found = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        found = probe(env, options, "stdlib", *plan.distributions)["stdlib_imports"]
+        write_json_atomic(cache, found)
+    excluded = set(options.stdlib_exclude)
+    packages = sorted(name for name, info in found.items() if info["package"] and name not in excluded)
+    modules = sorted(name for name, info in found.items() if not info["package"] and name not in excluded)
+    return packages, modules
+
+
+def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool) -> tuple[BuildInputs, dict[str, Any]]:
+    data = tuple(data_files_for(options))
+    facts = probe(env, options, "facts")
+    details: dict[str, Any] = {"python": facts["python"]}
+    if options.tool == "pyinstaller":
+        return BuildInputs(python=str(env.python), data_files=data), details
+    plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
+    packages, modules = stdlib_closure(env, options, plan)
+    sidecar_dir = None
+    if stage_sidecar:
+        sidecar_dir = options.build_path / SIDECAR_DIR_NAME
+        report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
+        byte_compile(env, sidecar_dir)
+        details["sidecar_files"] = report
+    details["sidecar"] = plan
+    inputs = BuildInputs(python=str(env.python), data_files=data, sidecar=plan, sidecar_dir=sidecar_dir,
+                         stdlib_packages=tuple(packages), stdlib_modules=tuple(modules))
+    return inputs, details
+
+
+def byte_compile(env: BuildEnv, folder: Path) -> None:
+    # unchecked-hash: valid whatever the files' mtimes become after copying or unpacking, never rewritten
+    run([str(env.python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+         str(folder)], echo=False, check=False, what="compileall")
+
+
+def planned_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
+    return nuitka_command(options, inputs) if options.tool == "nuitka" else pyinstaller_command(options, inputs)
+
+
+def tool_version(env: BuildEnv, tool: str) -> str:
+    module = "nuitka" if tool == "nuitka" else "PyInstaller"
+    try:
+        out = capture([str(env.python), "-c", f"import importlib.metadata as m; print(m.version({tool!r}))"])
+        return out.strip() or module
+    except BuildFailed:
+        return "unknown"
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def collect_artifact(options: BuildOptions) -> Path:
+    """Move the tool's output to ``dist/<variant>/`` and return the executable (or app) path."""
+    target = options.dist_path
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    build = options.build_path
+    name = options.product_name
+    if options.variant == "nuitka-standalone":
+        produced = build / f"{Path(options.entry_point).stem}.dist"
+        shutil.move(str(produced), target / name)
+        return target / name / options.executable_name
+    if options.variant == "nuitka-onefile":
+        produced = build / options.executable_name
+        shutil.move(str(produced), target / options.executable_name)
+        return target / options.executable_name
+    if options.variant == "pyinstaller-onefile":
+        shutil.move(str(build / "dist" / options.executable_name), target / options.executable_name)
+        return target / options.executable_name
+    shutil.move(str(build / "dist" / name), target / name)
+    return target / name / options.executable_name
+
+
+def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str, Any]:
+    started_at = time.time()
+    wall_started = time.perf_counter()
+    env = ensure_build_env(options, pyproject)
+    env_seconds = time.perf_counter() - wall_started
+    options.build_path.mkdir(parents=True, exist_ok=True)
+    inputs, details = prepare_inputs(options, env, stage_sidecar=options.tool == "nuitka")
+    if options.platform == "windows" and options.tool == "pyinstaller":
+        windows.version_file_path(options).write_text(windows.version_file_text(options), encoding="utf-8")
+    command = planned_command(options, inputs)
+    print("\n$ " + " ".join(command) + "\n", flush=True)
+    log = options.build_path / f"{options.tool}.log"
+    result = run(command, log_path=log, cwd=options.root, env=tool_env(env.bin_dir), what=options.tool)
+    executable = collect_artifact(options)
+    bundle = executable.parent
+    if options.variant == "nuitka-standalone" and inputs.sidecar_dir is not None:
+        shutil.copytree(inputs.sidecar_dir, bundle / SIDECAR_DIR_NAME)
+    manifest_path = options.dist_path / MANIFEST_NAME
+    write_json_atomic(manifest_path, manifest(list(inputs.data_files)))
+    report = None
+    if options.tool == "nuitka":
+        shutil.copy2(report_path(options), options.dist_path / "compilation-report.xml")
+        report = parse_report(Path(report_path(options)))
+    artifact = options.dist_path / options.product_name if not options.onefile else executable
+    record = {
+        "schema_version": BUILD_SCHEMA_VERSION,
+        "variant": options.variant,
+        "platform": options.platform,
+        "machine": platform.machine(),
+        "tool": options.tool,
+        "tool_version": tool_version(env, options.tool),
+        "python": ".".join(str(n) for n in details["python"]),
+        "commit": git_commit(options.root),
+        "started_at": started_at,
+        "wall_seconds": round(time.perf_counter() - wall_started, 3),
+        "tool_wall_seconds": round(result.wall_seconds, 3),
+        "tool_cpu_seconds": round(result.cpu_seconds, 3),
+        "build_env_seconds": round(env_seconds, 3),
+        "build_env": {"key": env.key, "isolated": env.isolated},
+        "executable": executable.relative_to(options.dist_path).as_posix(),
+        "size_bytes": tree_size(artifact),
+        "options": _jsonable(asdict(options)),
+        "command": command,
+        "log": str(log),
+        "data_manifest": MANIFEST_NAME,
+        "nuitka_report": report.summary() if report else None,
+    }
+    if isinstance(details.get("sidecar"), SidecarPlan):
+        plan: SidecarPlan = details["sidecar"]
+        files: MaterializeReport | None = details.get("sidecar_files")
+        record["sidecar"] = {
+            "distributions": list(plan.distributions), "shared": list(plan.shared),
+            "reasons": dict(plan.reasons), "stdlib_packages": list(inputs.stdlib_packages),
+            "stdlib_modules": list(inputs.stdlib_modules),
+            "bytes": files.bytes if files else None, "trimmed_bytes": files.trimmed_bytes if files else None,
+            "trimmed_files": files.trimmed_files if files else None,
+            "per_distribution_bytes": files.per_distribution if files else None,
+        }
+    write_checksums(options.dist_path, artifact)
+    write_json_atomic(options.dist_path / BUILD_RECORD, record)
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

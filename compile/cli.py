@@ -1,0 +1,219 @@
+"""``python -m compile``: thin command line over the planners, the build, doctor, verify and report.
+
+Exit codes: 0 success, 1 unexpected error, 2 usage or configuration error, 3 missing tool,
+4 data file error, 5 build env error, 6 the build tool failed, 7 verification failed, 8 bad artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from compile.errors import CompileError, MissingToolError, UsageError, VerifyFailed
+from compile.options import (
+    PLATFORMS,
+    VARIANTS,
+    BuildOptions,
+    PlatformName,
+    Variant,
+    check_platform,
+    check_variant,
+    current_platform,
+    load_pyproject,
+    resolve_options,
+)
+
+MODE_ALIASES: dict[str, Variant] = {
+    "standalone": "nuitka-standalone",
+    "onefile": "nuitka-onefile",
+    "pyinstaller": "pyinstaller-onefile",
+    **{variant: variant for variant in VARIANTS},
+}
+
+
+def add_build_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", type=Path, default=Path.cwd(), help="project root (default: .)")
+    parser.add_argument("--jobs", type=int, help="parallel C compile jobs (default: all cores)")
+    parser.add_argument("--lto", action=argparse.BooleanOptionalAction, default=None, help="link-time optimization")
+    parser.add_argument("--isolation", dest="isolated", action=argparse.BooleanOptionalAction, default=None,
+                        help="build in the isolated build env (default: on)")
+    parser.add_argument("--onefile-as-archive", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--nuitka-arg", dest="nuitka_args", action="append", help="extra Nuitka argument")
+    parser.add_argument("--pyinstaller-arg", dest="pyinstaller_args", action="append",
+                        help="extra PyInstaller argument")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m compile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    standalone = commands.add_parser("standalone", help="Nuitka standalone folder (the main job)")
+    add_build_flags(standalone)
+    onefile = commands.add_parser("onefile", help="Nuitka onefile with a cached extraction dir")
+    add_build_flags(onefile)
+    pyinstaller = commands.add_parser("pyinstaller", help="PyInstaller baseline")
+    kind = pyinstaller.add_mutually_exclusive_group()
+    kind.add_argument("--onefile", dest="pyinstaller_variant", action="store_const", const="pyinstaller-onefile")
+    kind.add_argument("--onedir", dest="pyinstaller_variant", action="store_const", const="pyinstaller-onedir")
+    add_build_flags(pyinstaller)
+    plan = commands.add_parser("plan", help="print the options and the exact command a build would run")
+    plan.add_argument("mode", nargs="?", default="standalone", help=f"one of: {', '.join(MODE_ALIASES)}")
+    plan.add_argument("--platform", help=f"one of: {', '.join(PLATFORMS)} (default: this machine)")
+    add_build_flags(plan)
+    doctor = commands.add_parser("doctor", help="check this machine can build; install hints")
+    doctor.add_argument("--project", type=Path, default=Path.cwd())
+    doctor.add_argument("--isolation", dest="isolated", action=argparse.BooleanOptionalAction, default=None)
+    verify = commands.add_parser("verify", help="launch an artifact and prove it works")
+    verify.add_argument("artifact", type=Path, help="dist/<variant> folder (or its executable)")
+    report = commands.add_parser("report", help="what went into an artifact")
+    report.add_argument("artifact", type=Path)
+    report.add_argument("--modules", action="store_true", help="list every module with its kind and reason")
+    return parser
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("jobs", "lto", "isolated", "onefile_as_archive", "nuitka_args", "pyinstaller_args")
+    return {key: getattr(args, key, None) for key in keys if getattr(args, key, None) is not None}
+
+
+def options_for(args: argparse.Namespace, variant: Variant, platform: PlatformName) -> tuple[BuildOptions, dict]:
+    root = args.project.resolve()
+    pyproject = load_pyproject(root)
+    options = resolve_options(project_root=root, platform=platform, variant=variant, pyproject=pyproject,
+                              cli=cli_overrides(args))
+    return options, pyproject
+
+
+def command_build(args: argparse.Namespace, variant: Variant) -> int:
+    from compile.build import execute_build
+    from compile.doctor import evaluate, gather_facts, render
+
+    options, pyproject = options_for(args, variant, current_platform())
+    print(f"python -m compile {args.command}: {variant} for {options.platform}")
+    print(options.describe())
+    failures = [c for c in evaluate(gather_facts(options.platform, options.root, options.isolated, None))
+                if c.status == "fail"]
+    if failures:
+        raise MissingToolError("this machine cannot build yet:\n" + render(failures),
+                               hint="fix the items above (python -m compile doctor shows all checks)")
+    record = execute_build(options, pyproject)
+    print(summary(record, options))
+    return 0
+
+
+def summary(record: dict[str, Any], options: BuildOptions) -> str:
+    lines = [
+        "",
+        f"built {record['variant']} in {record['wall_seconds']:.0f}s wall "
+        f"({record['tool']} {record['tool_version']}: {record['tool_wall_seconds']:.0f}s wall, "
+        f"{record['tool_cpu_seconds']:.0f}s CPU)",
+        f"  artifact   {options.dist_path / record['executable']}",
+        f"  size       {record['size_bytes'] / 1024**2:.1f} MiB",
+    ]
+    report = record.get("nuitka_report")
+    if report:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(report["modules_by_kind"].items()))
+        cache = report["ccache"]
+        rate = f"{cache['hit_rate']:.0%}" if cache["hit_rate"] is not None else "n/a"
+        lines.append(f"  modules    {kinds}")
+        lines.append(f"  ccache     {cache['hits']} hits, {cache['misses']} misses ({rate})")
+    sidecar = record.get("sidecar")
+    if sidecar and sidecar.get("bytes") is not None:
+        count, size = len(sidecar["distributions"]), sidecar["bytes"] / 1024**2
+        lines.append(f"  sidecar    {count} distributions, {size:.0f} MiB "
+                     f"(trimmed {sidecar['trimmed_bytes'] / 1024**2:.0f} MiB in {sidecar['trimmed_files']} files)")
+    lines.append(f"  record     {options.dist_path / 'build.json'}")
+    lines.append(f"  next       python -m compile verify {options.dist_path.relative_to(options.root)}")
+    return "\n".join(lines)
+
+
+def command_plan(args: argparse.Namespace) -> int:
+    from compile.build import planned_command, prepare_inputs
+    from compile.buildenv import current_env, ensure_build_env
+
+    variant = MODE_ALIASES.get(args.mode) or check_variant(args.mode)
+    platform = check_platform(args.platform) if args.platform else current_platform()
+    options, pyproject = options_for(args, variant, platform)
+    print(f"# options ({variant}, {platform})")
+    print("\n".join("# " + line for line in options.describe().splitlines()))
+    env = ensure_build_env(options, pyproject) if platform == current_platform() else current_env()
+    inputs, _ = prepare_inputs(options, env, stage_sidecar=False)
+    command = planned_command(options, inputs)
+    if platform != current_platform():
+        command[0] = "python"
+    print(shlex.join(command) if platform != "windows" else " ".join(command))
+    return 0
+
+
+def command_doctor(args: argparse.Namespace) -> int:
+    from compile.buildenv import ensure_build_env  # noqa: F401  (documented: doctor never creates it)
+    from compile.doctor import evaluate, gather_facts, render
+
+    platform = current_platform()
+    root = args.project.resolve()
+    isolated = True if args.isolated is None else args.isolated
+    checks = evaluate(gather_facts(platform, root, isolated, None))
+    print(f"python -m compile doctor ({platform}, isolated build env: {'yes' if isolated else 'no'})")
+    print(render(checks))
+    failed = [check.name for check in checks if check.status == "fail"]
+    if failed:
+        print(f"\n{len(failed)} problem(s) would stop a build: {', '.join(failed)}")
+        return MissingToolError.exit_code
+    print("\nready to build")
+    return 0
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    from compile.verify import verify
+
+    started = time.perf_counter()
+    artifact, results = verify(args.artifact)
+    failed = [result.name for result in results if not result.ok]
+    took = time.perf_counter() - started
+    if failed:
+        raise VerifyFailed(f"{artifact.variant}: {len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+    print(f"{artifact.variant}: all {len(results)} checks passed in {took:.1f}s")
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from compile.artifact_report import render_report
+    from compile.verify import locate
+
+    print(render_report(locate(args.artifact), modules=args.modules))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Progress must show up as it happens when the output goes to a CI log, not a terminal.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    try:
+        if args.command in ("standalone", "onefile"):
+            return command_build(args, MODE_ALIASES[args.command])
+        if args.command == "pyinstaller":
+            if args.pyinstaller_variant is None:
+                raise UsageError("say which PyInstaller build", hint="pass --onefile or --onedir")
+            return command_build(args, args.pyinstaller_variant)
+        if args.command == "plan":
+            return command_plan(args)
+        if args.command == "doctor":
+            return command_doctor(args)
+        if args.command == "verify":
+            return command_verify(args)
+        if args.command == "report":
+            return command_report(args)
+        parser.print_help()
+        return UsageError.exit_code
+    except CompileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

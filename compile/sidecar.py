@@ -1,0 +1,151 @@
+"""The ML sidecar: torch / transformers / peft and their dependencies, shipped as installed packages in
+a folder next to the compiled binary instead of being compiled (see docs/developer-guide/sidecar.md).
+
+Planning is pure (:func:`plan_sidecar` over the facts :mod:`compile.probe` printed in the build env):
+
+- *compiled side*: the distributions the backend imports (every ``import`` in ``backend/``, lazy ones
+  included, as Nuitka would follow them), minus the sidecar roots, and all they require;
+- *sidecar*: everything the sidecar roots require (from ``importlib.metadata``), minus the compiled
+  side and ``sidecar-exclude``;
+- *shared*: required by both. They stay compiled and are included **whole** (a package partly compiled
+  into the binary cannot gain submodules from the sidecar); their metadata is copied to the sidecar
+  so version checks (``importlib.metadata.version``) in transformers still work.
+
+:func:`materialize` copies the files each sidecar distribution installed, drops what never runs (tests,
+headers, type stubs) and reports the bytes saved; the runner then byte-compiles the folder, because an
+install folder may be read-only and Python would otherwise recompile torch on every start.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from compile.errors import ConfigError
+
+SIDECAR_DIR_NAME = "ml_sidecar"  # must match backend.runtime_paths.SIDECAR_DIR_NAME
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class SidecarPlan:
+    distributions: tuple[str, ...]
+    shared: tuple[str, ...]
+    compiled_side: tuple[str, ...]
+    nofollow_imports: tuple[str, ...]
+    complete_packages: tuple[str, ...]  # import names of shared distributions: --include-package
+    reasons: Mapping[str, str] = field(default_factory=dict)
+
+
+def closure(
+    roots: Iterable[str], dists: Mapping[str, Mapping[str, Any]], prune: Iterable[str] = ()
+) -> dict[str, str]:
+    """Every distribution reachable from ``roots`` through requirements → why it is there; ``prune``
+    names distributions neither included nor traversed."""
+    reasons: dict[str, str] = {}
+    pruned = {canonical(name) for name in prune}
+    stack = [(canonical(root), "root") for root in roots]
+    while stack:
+        name, why = stack.pop()
+        if name in reasons or name not in dists or name in pruned:
+            continue
+        reasons[name] = why
+        for requirement in dists[name]["requires"]:
+            stack.append((requirement, f"required by {name}"))
+    return reasons
+
+
+def plan_sidecar(
+    facts: Mapping[str, Any], roots: Iterable[str], exclude: Iterable[str] = ()
+) -> SidecarPlan:
+    dists: Mapping[str, Mapping[str, Any]] = facts["distributions"]
+    roots = [canonical(root) for root in roots]
+    missing = [root for root in roots if root not in dists]
+    if missing:
+        raise ConfigError(
+            f"sidecar root(s) {', '.join(missing)} are not installed in the build environment",
+            hint="add them to [project].dependencies or fix 'sidecar-roots' in [tool.compile]",
+        )
+    owners = {top: name for name, info in dists.items() for top in info["imports"]}
+    root_imports = {top for root in roots for top in dists[root]["imports"]}
+    backend_dists = {owners[name] for name in facts["backend_imports"] if name in owners and name not in root_imports}
+    compiled = closure(sorted(backend_dists), dists)
+    heavy = closure(roots, dists, prune=exclude)
+    sidecar = sorted(name for name in heavy if name not in compiled)
+    shared = sorted(name for name in heavy if name in compiled)
+    nofollow = sorted({top for name in sidecar for top in dists[name]["imports"] if not top.endswith(".libs")})
+    complete = sorted({top for name in shared for top in dists[name]["imports"] if not top.endswith(".libs")})
+    return SidecarPlan(
+        distributions=tuple(sidecar), shared=tuple(shared), compiled_side=tuple(sorted(compiled)),
+        nofollow_imports=tuple(nofollow), complete_packages=tuple(complete),
+        reasons={name: heavy[name] for name in sidecar},
+    )
+
+
+def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> bool:
+    """Whether a file is dropped: a pattern without wildcards names a folder anywhere on the path,
+    one with wildcards matches the file name."""
+    for pattern in patterns:
+        if any(char in pattern for char in "*?["):
+            if fnmatch.fnmatch(relative.name, pattern):
+                return True
+        elif pattern in relative.parts[:-1]:
+            return True
+    return False
+
+
+@dataclass
+class MaterializeReport:
+    files: int = 0
+    bytes: int = 0
+    trimmed_files: int = 0
+    trimmed_bytes: int = 0
+    per_distribution: dict[str, int] = field(default_factory=dict)
+
+
+def materialize(
+    plan: SidecarPlan, facts: Mapping[str, Any], destination: Path, trim: Iterable[str]
+) -> MaterializeReport:
+    """Copy the sidecar distributions' files (and the shared ones' metadata) into ``destination``."""
+    dists = facts["distributions"]
+    trim = tuple(trim)
+    if destination.exists():
+        shutil.rmtree(destination)
+    destination.mkdir(parents=True)
+    report = MaterializeReport()
+    for name in (*plan.distributions, *plan.shared):
+        info = dists[name]
+        location = Path(info["location"])
+        metadata_only = name in plan.shared
+        copied = 0
+        for text in info["files"]:
+            relative = PurePosixPath(text)
+            if "__pycache__" in relative.parts or relative.suffix == ".pyc":
+                continue  # regenerated by byte-compiling the whole folder
+            is_metadata = relative.parts[0].endswith(".dist-info")
+            if metadata_only and not is_metadata:
+                continue
+            source = location / relative
+            if not source.is_file():
+                continue
+            size = source.stat().st_size
+            if not is_metadata and trimmed(relative, trim):
+                report.trimmed_files += 1
+                report.trimmed_bytes += size
+                continue
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            report.files += 1
+            report.bytes += size
+            copied += size
+        report.per_distribution[name] = copied
+    return report

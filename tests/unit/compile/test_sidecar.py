@@ -1,0 +1,93 @@
+"""Sidecar planning from dependency metadata (synthetic facts) and materializing with trimming."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from compile.errors import ConfigError
+from compile.sidecar import closure, materialize, plan_sidecar, trimmed
+
+
+def dist(requires: list[str], imports: list[str], files: list[str] = (), location: str = "/site") -> dict:
+    return {"requires": requires, "imports": imports, "files": list(files), "location": location, "version": "1"}
+
+
+FACTS = {
+    "backend_imports": ["fastapi", "torch", "transformers", "json", "backend"],
+    "distributions": {
+        "fastapi": dist(["starlette", "typing-extensions"], ["fastapi"]),
+        "starlette": dist(["anyio"], ["starlette"]),
+        "anyio": dist(["idna"], ["anyio"]),
+        "idna": dist([], ["idna"]),
+        "typing-extensions": dist([], ["typing_extensions"]),
+        "torch": dist(["typing-extensions", "sympy", "numpy"], ["torch", "torchgen", "functorch"]),
+        "sympy": dist(["mpmath"], ["sympy", "isympy"]),
+        "mpmath": dist([], ["mpmath"]),
+        "numpy": dist([], ["numpy", "numpy.libs"]),
+        "transformers": dist(["numpy", "huggingface-hub"], ["transformers"]),
+        "huggingface-hub": dist(["typer", "anyio"], ["huggingface_hub"]),
+        "typer": dist(["click", "pydantic"], ["typer"]),
+        "click": dist([], ["click"]),
+        "pydantic": dist(["typing-extensions"], ["pydantic"]),
+    },
+}
+
+
+def test_closure_follows_requirements_and_records_why() -> None:
+    reasons = closure(["torch"], FACTS["distributions"])
+    assert reasons == {"torch": "root", "typing-extensions": "required by torch", "sympy": "required by torch",
+                       "numpy": "required by torch", "mpmath": "required by sympy"}
+    assert "typer" not in closure(["transformers"], FACTS["distributions"], prune=["typer"])
+
+
+def test_plan_splits_sidecar_shared_and_compiled() -> None:
+    plan = plan_sidecar(FACTS, ["torch", "transformers"], exclude=["typer"])
+    assert plan.compiled_side == ("anyio", "fastapi", "idna", "starlette", "typing-extensions")
+    assert plan.distributions == ("huggingface-hub", "mpmath", "numpy", "sympy", "torch", "transformers")
+    assert plan.shared == ("anyio", "idna", "typing-extensions")
+    assert plan.complete_packages == ("anyio", "idna", "typing_extensions")
+    assert "numpy.libs" not in plan.nofollow_imports and {"torchgen", "functorch", "isympy"} <= set(plan.nofollow_imports)
+    assert plan.reasons["mpmath"] == "required by sympy"
+
+
+def test_without_the_exclusion_pydantic_would_become_shared() -> None:
+    plan = plan_sidecar(FACTS, ["torch", "transformers"])
+    assert "typer" in plan.distributions and "click" in plan.distributions and "pydantic" in plan.distributions
+
+
+def test_missing_root_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="jax"):
+        plan_sidecar(FACTS, ["torch", "jax"])
+
+
+@pytest.mark.parametrize(("path", "dropped"), [
+    ("torch/include/ATen/core.h", True), ("numpy/_core/tests/test_x.py", True), ("torch/__init__.pyi", True),
+    ("torch/testing/__init__.py", False), ("torch/utils/include_paths.py", False), ("torch/lib/libtorch.so", False),
+])
+def test_trim_patterns(path: str, dropped: bool) -> None:
+    assert trimmed(PurePosixPath(path), ["tests", "include", "*.pyi", "*.h"]) is dropped
+
+
+def test_materialize_copies_code_and_shared_metadata(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    files = {
+        "torch/__init__.py": "x = 1\n", "torch/include/a.h": "#define A\n", "torch/__pycache__/x.pyc": "",
+        "torch-2.dist-info/METADATA": "Name: torch\n", "typing_extensions.py": "y = 2\n",
+        "typing_extensions-4.dist-info/METADATA": "Name: typing-extensions\n",
+    }
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    facts = {"distributions": {
+        "torch": dist([], ["torch"], [f for f in files if f.startswith("torch")], str(site)),
+        "typing-extensions": dist([], ["typing_extensions"], [f for f in files if f.startswith("typing_")], str(site)),
+    }}
+    plan = plan_sidecar({**facts, "backend_imports": ["typing_extensions"]}, ["torch"])
+    plan = type(plan)(distributions=("torch",), shared=("typing-extensions",), compiled_side=(), nofollow_imports=(),
+                      complete_packages=())
+    report = materialize(plan, facts, tmp_path / "out", ["include"])
+    copied = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert copied == ["torch-2.dist-info/METADATA", "torch/__init__.py", "typing_extensions-4.dist-info/METADATA"]
+    assert report.trimmed_files == 1 and report.trimmed_bytes == len("#define A\n")
