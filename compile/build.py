@@ -19,7 +19,7 @@ from typing import Any
 from compile.backends import BuildInputs
 from compile.backends.nuitka import nuitka_command, report_path
 from compile.backends.pyinstaller import pyinstaller_command
-from compile.buildenv import BuildEnv, ensure_build_env
+from compile.buildenv import BuildEnv, ensure_build_env, env_root
 from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
 from compile.errors import BuildFailed
 from compile.nuitka_report import parse_report
@@ -42,7 +42,7 @@ def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> t
     """(packages, modules) of the standard library that the sidecar imports, minus exclusions. Cached
     per build env and sidecar, because scanning torch takes a while."""
     digest = hashlib.sha256(json.dumps([PROBE_VERSION, *plan.distributions]).encode()).hexdigest()[:12]
-    cache = options.root / options.build_dir / "envs" / f"{env.key}-stdlib-{digest}.json"
+    cache = env_root(options) / f"{env.key}-stdlib-{digest}.json"
     if cache.is_file():
         found = json.loads(cache.read_text(encoding="utf-8"))
     else:
@@ -136,7 +136,9 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
     command = planned_command(options, inputs)
     print("\n$ " + " ".join(command) + "\n", flush=True)
     log = options.build_path / f"{options.tool}.log"
-    result = run(command, log_path=log, cwd=options.root, env=tool_env(env.bin_dir), what=options.tool)
+    # ccache keys include absolute paths; relative to the project they match across clones.
+    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root)})
+    result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool)
     executable = collect_artifact(options)
     bundle = executable.parent
     if options.variant == "nuitka-standalone" and inputs.sidecar_dir is not None:

@@ -55,6 +55,15 @@ def _paths(folder: Path) -> tuple[Path, Path]:
     return bin_dir / ("python.exe" if sys.platform == "win32" else "python"), bin_dir
 
 
+def env_root(options: BuildOptions) -> Path:
+    """Envs are keyed by their exact requirements, so every clone of the project can share them."""
+    if options.build_env_dir:
+        return (options.root / options.build_env_dir).resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("peft-engine")) / "build-envs"
+
+
 def current_env() -> BuildEnv:
     python = Path(sys.executable)
     return BuildEnv(path=Path(sys.prefix), python=python, bin_dir=python.parent, key="current", isolated=False)
@@ -65,7 +74,7 @@ def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildE
         return current_env()
     wanted = requirements(pyproject, options)
     key = env_key(wanted)
-    folder = options.root / options.build_dir / "envs" / key
+    folder = env_root(options) / key
     python, bin_dir = _paths(folder)
     marker = folder / MARKER
     if marker.is_file() and marker.read_text(encoding="utf-8") == key and python.exists():

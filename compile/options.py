@@ -72,6 +72,7 @@ class BuildOptions:
     jobs: int = 0  # 0: all cores
     lto: bool = False
     isolated: bool = True
+    build_env_dir: str = ""  # where isolated envs live; "" = the user cache dir, shared by every clone
     build_requirements: tuple[str, ...] = ()
     python_flags: tuple[str, ...] = ()
     nuitka_args: tuple[str, ...] = ()

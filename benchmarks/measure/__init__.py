@@ -1,0 +1,1 @@
+"""One module per metric; each measures a live process tree or files on disk and returns numbers."""

@@ -1,0 +1,142 @@
+"""Launch one variant and time it: spawn → first ``200`` from ``GET /health`` (polled every 1.5 ms with
+a short socket timeout, ``perf_counter_ns``), then idle memory, optionally a short training job, then a
+graceful stop with the whole tree reaped.
+
+The port is chosen here (bind 0, close, pass ``--port``) so that readiness is measured by the HTTP
+answer itself, not by the ready line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from benchmarks.measure.memory import TreeMemory, measure_tree
+
+POLL_INTERVAL_S = 0.0015
+
+
+class LaunchError(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def health_ok(port: int, timeout: float = 0.05) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+@dataclass
+class Running:
+    popen: subprocess.Popen[bytes]
+    port: int
+    token: str
+    startup_s: float
+
+    def request(self, method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            payload = None
+            if body is not None:
+                payload = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+            connection.request(method, path, body=payload, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def memory(self) -> TreeMemory:
+        return measure_tree(self.popen.pid)
+
+
+def launch(command: tuple[str, ...], *, cwd: Path | None, data_dir: Path, env: dict[str, str] | None = None,
+           timeout: float = 180.0) -> Running:
+    port, token = free_port(), secrets.token_urlsafe(24)
+    environment = {**os.environ, **(env or {}), "PEFT_ENGINE_TOKEN": token}
+    argv = [*command, "--port", str(port), "--data-dir", str(data_dir), "--parent-pid", str(os.getpid()),
+            "--log-level", "warning"]
+    started = time.perf_counter_ns()
+    popen = subprocess.Popen(argv, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = started + int(timeout * 1e9)
+    while not health_ok(port):
+        if popen.poll() is not None:
+            raise LaunchError(f"{command[0]} exited with {popen.returncode} before answering /health")
+        if time.perf_counter_ns() > deadline:
+            stop(Running(popen, port, token, 0.0))
+            raise LaunchError(f"{command[0]} did not answer /health within {timeout:.0f}s")
+        time.sleep(POLL_INTERVAL_S)
+    return Running(popen, port, token, (time.perf_counter_ns() - started) / 1e9)
+
+
+def first_training_step(running: Running, timeout: float = 600.0) -> tuple[float, TreeMemory]:
+    """Seconds from ``POST /api/jobs`` to the first ``step`` event (the lazy import of torch /
+    transformers / peft in the worker included), and the tree's memory at its peak while training."""
+    started = time.perf_counter()
+    status, body = running.request("POST", "/api/jobs", {"model": "tiny-llama", "dataset": "sample-instructions",
+                                                         "max_steps": 3, "checkpoint_every": 0})
+    if status != 202:
+        raise LaunchError(f"job not accepted: {status} {body[:200]!r}")
+    job_id = json.loads(body)["id"]
+    first_step: float | None = None
+    peak = running.memory()
+    while time.perf_counter() - started < timeout:
+        status, body = running.request("GET", f"/api/jobs/{job_id}")
+        job = json.loads(body)
+        if first_step is None and job["current_step"] >= 1:
+            first_step = time.perf_counter() - started
+        sample = running.memory()
+        if sample.pss > peak.pss:
+            peak = sample
+        if job["status"] in ("completed", "failed", "cancelled", "interrupted"):
+            if job["status"] != "completed" or first_step is None:
+                raise LaunchError(f"training job ended {job['status']}: {job.get('error')}")
+            return first_step, peak
+        time.sleep(0.05)
+    raise LaunchError(f"training job did not finish within {timeout:.0f}s")
+
+
+def stop(running: Running, timeout: float = 10.0) -> float:
+    """Graceful stop (SIGTERM to the launched process), then reap the whole tree; seconds to exit."""
+    try:
+        processes = [psutil.Process(running.popen.pid), *psutil.Process(running.popen.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        processes = []
+    started = time.perf_counter()
+    with contextlib.suppress(ProcessLookupError):
+        running.popen.send_signal(signal.SIGTERM)
+    try:
+        running.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        running.popen.kill()
+        running.popen.wait()
+    took = time.perf_counter() - started
+    _, alive = psutil.wait_procs(processes, timeout=3)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return took

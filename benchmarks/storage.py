@@ -1,0 +1,62 @@
+"""Result files (written atomically, loaded with a version check), the run history and the baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.schema import upgrade
+
+BASELINE_DIR = Path(__file__).resolve().parent / "baseline"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=1, sort_keys=True)
+            stream.write("\n")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path}: no such result file (run: python -m benchmarks run --quick)") from exc
+    return upgrade(document)
+
+
+def baseline_path(machine_key: str | None = None) -> Path:
+    """One committed baseline per platform and architecture: ``benchmarks/baseline/linux-x86_64.json``."""
+    key = machine_key or f"{sys.platform}-{platform.machine()}"
+    return BASELINE_DIR / f"{key}.json"
+
+
+def append_history(path: Path, results: dict[str, Any]) -> None:
+    """One JSON line per run; the raw samples stay in the run's own result file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(results, sort_keys=True) + "\n")
+
+
+def load_history(path: Path, limit: int = 50) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
+        try:
+            runs.append(upgrade(json.loads(line)))
+        except (ValueError, json.JSONDecodeError):
+            continue  # a torn or foreign line must not hide the rest of the history
+    return runs

@@ -1,0 +1,84 @@
+"""Measurement functions against small real processes with known properties."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.measure.cache import evict
+from benchmarks.measure.memory import measure_tree, vm_hwm
+from benchmarks.measure.size import compressed_bytes, disk_bytes
+
+ALLOCATE = """
+import sys, time
+block = bytearray({size})
+for i in range(0, len(block), 4096):
+    block[i] = 1  # touch every page: resident and private
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def spawn(size: int, children: int = 0) -> subprocess.Popen[str]:
+    code = ALLOCATE.format(size=size)
+    if children:
+        code = (f"import subprocess, sys\nkids = [subprocess.Popen([sys.executable, '-c', {ALLOCATE.format(size=size)!r}],"
+                f" stdout=subprocess.PIPE, text=True) for _ in range({children})]\n"
+                "[k.stdout.readline() for k in kids]\n" + code)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_known_allocation_is_measured_within_tolerance() -> None:
+    small, big = spawn(0), spawn(64 * 1024**2)
+    try:
+        extra = measure_tree(big.pid).uss - measure_tree(small.pid).uss
+        assert 60 * 1024**2 < extra < 72 * 1024**2, extra
+        assert vm_hwm(big.pid) >= 64 * 1024**2
+    finally:
+        for process in (small, big):
+            process.kill()
+            process.wait()
+
+
+def test_two_process_tree_is_summed() -> None:
+    parent = spawn(32 * 1024**2, children=1)
+    try:
+        time.sleep(0.2)
+        memory = measure_tree(parent.pid)
+        assert memory.processes == 2
+        assert memory.uss > 64 * 1024**2 and memory.pss >= memory.uss
+    finally:
+        import psutil
+
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
+
+
+def test_size_and_eviction(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x" * 100_000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b").write_bytes(bytes(range(256)) * 100)
+    assert disk_bytes(tmp_path) == 125_600
+    assert compressed_bytes(tmp_path) < 5_000
+    assert evict([tmp_path]) == 2
+
+
+@pytest.mark.integration
+def test_startup_of_the_real_source_backend(tmp_path: Path) -> None:
+    from backend.service_manager import REPO_ROOT
+    from benchmarks.measure.launch import launch, stop
+
+    running = launch((sys.executable, "-m", "backend"), cwd=REPO_ROOT, data_dir=tmp_path)
+    try:
+        assert 0.05 < running.startup_s < 30
+        assert running.memory().pss > 10 * 1024**2
+    finally:
+        assert stop(running) < 5
