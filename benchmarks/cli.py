@@ -34,14 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="JSON-lines history to append to")
+    run.add_argument("--also", action="append", default=[], metavar="LABEL=DIST",
+                     help="also measure another checkout's builds, interleaved, as LABEL/<variant>")
     report = commands.add_parser("report", help="markdown, PNG charts and an HTML page from a result file")
     report.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS)
     report.add_argument("--out", type=Path, default=Path("reports"))
-    report.add_argument("--baseline", type=Path, help="include the gate's verdicts against this baseline")
+    report.add_argument("--baseline", help="include the gate's verdicts against this baseline (FILE or FILE#LABEL)")
     report.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
     compare_parser = commands.add_parser("compare", help="the regression gate: exit 1 on a confirmed regression")
-    compare_parser.add_argument("baseline", type=Path)
-    compare_parser.add_argument("current", type=Path)
+    compare_parser.add_argument("baseline", help="result file; FILE#LABEL selects variants measured as LABEL/...")
+    compare_parser.add_argument("current", help="result file (same syntax)")
     baseline = commands.add_parser("baseline", help="make a result file the committed baseline (deliberately)")
     baseline.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS)
     baseline.add_argument("--update", action="store_true", help="required: replace the committed baseline")
@@ -63,7 +65,14 @@ def command_run(args: argparse.Namespace) -> int:
             return 2
     print(f"python -m benchmarks run: {options.rounds} rounds, {options.warmup} warm-up"
           f"{', quick' if options.quick else ''}")
-    results = run_benchmarks(Path.cwd(), options, names)
+    also = {}
+    for item in args.also:
+        label, _, dist = item.partition("=")
+        if not label or not dist or "/" in label:
+            print(f"error: --also takes LABEL=DIST_DIR (LABEL without '/'), got {item!r}", file=sys.stderr)
+            return 2
+        also[label] = Path(dist).resolve()
+    results = run_benchmarks(Path.cwd(), options, names, also=also)
     write_json(args.out, results)
     append_history(args.history, results)
     print(f"results: {args.out} ({results['duration_s']:.0f}s); history: {args.history}")

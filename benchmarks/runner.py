@@ -143,8 +143,12 @@ def _build_summary(variant: Variant) -> dict[str, Any] | None:
 
 
 def run_benchmarks(root: Path, options: RunOptions, names: tuple[str, ...] = VARIANTS,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   log: Callable[[str], None] = print, also: dict[str, Path] | None = None) -> dict[str, Any]:
     variants, missing = discover(root, names)
+    for label, dist in (also or {}).items():
+        extra, extra_missing = discover(root, names, dist_dir=dist, label=label)
+        variants += extra
+        missing.update(extra_missing)
     for name, command in missing.items():
         log(f"  {name}: not built, not measured (build it with: {command})")
     if not variants:
@@ -174,7 +178,7 @@ def run_benchmarks(root: Path, options: RunOptions, names: tuple[str, ...] = VAR
                     evict(list(variant.files))
                     session.launch_once(variant, record=True, metric="startup_cold_s")
             for variant in order:
-                if variant.name == "nuitka-onefile":
+                if variant.kind == "nuitka-onefile":
                     session.launch_once(variant, record=True, metric="startup_first_s", fresh_cache=True)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -29,12 +29,23 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def load_results(path: Path) -> dict[str, Any]:
+def load_results(path: Path | str) -> dict[str, Any]:
+    """A result file; ``results.json#base`` selects the variants labelled ``base/`` (measured in the same
+    run from another checkout) and ``results.json`` alone the unlabelled ones."""
+    text = str(path)
+    file, _, label = text.partition("#")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = upgrade(json.loads(Path(file).read_text(encoding="utf-8")))
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{path}: no such result file (run: python -m benchmarks run --quick)") from exc
-    return upgrade(document)
+        raise FileNotFoundError(f"{file}: no such result file (run: python -m benchmarks run --quick)") from exc
+    selected = {}
+    for name, data in document["variants"].items():
+        owner, _, kind = name.rpartition("/")
+        if owner == label:
+            selected[kind] = data
+    if label and not selected:
+        raise ValueError(f"{file} has no variants labelled {label!r}")
+    return {**document, "variants": selected}
 
 
 def baseline_path(machine_key: str | None = None) -> Path:

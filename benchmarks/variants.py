@@ -34,21 +34,33 @@ class Variant:
     def onefile(self) -> bool:
         return self.name.endswith("onefile")
 
+    @property
+    def kind(self) -> str:
+        """The variant without a checkout label: ``base/nuitka-onefile`` → ``nuitka-onefile``."""
+        return self.name.rsplit("/", 1)[-1]
 
-def discover(root: Path, names: tuple[str, ...] = VARIANTS) -> tuple[list[Variant], dict[str, str]]:
-    """(present variants, missing name → how to build it)."""
+
+def discover(
+    root: Path, names: tuple[str, ...] = VARIANTS, dist_dir: Path | None = None, label: str | None = None
+) -> tuple[list[Variant], dict[str, str]]:
+    """(present variants, missing name → how to build it). With ``label``, the variants of another
+    checkout's ``dist_dir`` are named ``label/<variant>`` (a pull request's base, measured beside head)."""
     present, missing = [], {}
+    dist = dist_dir or root / "dist"
     for name in names:
+        shown = f"{label}/{name}" if label else name
         if name == "source":
+            if label:
+                continue  # source is this checkout's; another checkout is compared through its builds
             site = Path(sys.prefix) / "lib"
             present.append(Variant(name, (sys.executable, "-m", "backend"), root, (root / "backend", site), None))
             continue
-        record_path = root / "dist" / name / "build.json"
+        record_path = dist / name / "build.json"
         if not record_path.is_file():
-            missing[name] = BUILD_COMMANDS.get(name, "unknown variant")
+            missing[shown] = BUILD_COMMANDS.get(name, "unknown variant")
             continue
         record = json.loads(record_path.read_text(encoding="utf-8"))
-        executable = root / "dist" / name / record["executable"]
+        executable = dist / name / record["executable"]
         artifact = executable if name.endswith("onefile") else executable.parent
-        present.append(Variant(name, (str(executable),), None, (artifact,), artifact, record))
+        present.append(Variant(shown, (str(executable),), None, (artifact,), artifact, record))
     return present, missing

@@ -177,7 +177,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         plan: SidecarPlan = details["sidecar"]
         files: MaterializeReport | None = details.get("sidecar_files")
         record["sidecar"] = {
-            "distributions": list(plan.distributions), "shared": list(plan.shared),
+            "distributions": list(plan.distributions), "shared": list(plan.shared), "dropped": list(plan.dropped),
             "reasons": dict(plan.reasons), "stdlib_packages": list(inputs.stdlib_packages),
             "stdlib_modules": list(inputs.stdlib_modules),
             "bytes": files.bytes if files else None, "trimmed_bytes": files.trimmed_bytes if files else None,

@@ -7,6 +7,8 @@ Planning is pure (:func:`plan_sidecar` over the facts :mod:`compile.probe` print
   included, as Nuitka would follow them), minus the sidecar roots, and all they require;
 - *sidecar*: everything the sidecar roots require (from ``importlib.metadata``), minus the compiled
   side and ``sidecar-exclude``;
+- *dropped*: required only through ``sidecar-exclude`` (huggingface_hub's CLI): shipped nowhere and
+  never followed;
 - *shared*: required by both. They stay compiled and are included **whole** (a package partly compiled
   into the binary cannot gain submodules from the sidecar); their metadata is copied to the sidecar
   so version checks (``importlib.metadata.version``) in transformers still work.
@@ -43,6 +45,7 @@ class SidecarPlan:
     nofollow_imports: tuple[str, ...]
     complete_packages: tuple[str, ...]  # import names of shared distributions: --include-package
     reasons: Mapping[str, str] = field(default_factory=dict)
+    dropped: tuple[str, ...] = ()  # needed only by excluded distributions: neither shipped nor compiled
 
 
 def closure(
@@ -80,13 +83,17 @@ def plan_sidecar(
     compiled = closure(sorted(backend_dists), dists)
     heavy = closure(roots, dists, prune=exclude)
     sidecar = sorted(name for name in heavy if name not in compiled)
+    # What only the excluded distributions need is installed in the build env but shipped nowhere:
+    # Nuitka must not follow it either (an optional `import pygments` somewhere would compile 300 modules).
+    dropped = sorted(name for name in closure(exclude, dists) if name not in compiled and name not in heavy)
     shared = sorted(name for name in heavy if name in compiled)
-    nofollow = sorted({top for name in sidecar for top in dists[name]["imports"] if not top.endswith(".libs")})
+    nofollow = sorted({top for name in (*sidecar, *dropped) for top in dists[name]["imports"]
+                       if not top.endswith(".libs")})
     complete = sorted({top for name in shared for top in dists[name]["imports"] if not top.endswith(".libs")})
     return SidecarPlan(
         distributions=tuple(sidecar), shared=tuple(shared), compiled_side=tuple(sorted(compiled)),
         nofollow_imports=tuple(nofollow), complete_packages=tuple(complete),
-        reasons={name: heavy[name] for name in sidecar},
+        reasons={name: heavy[name] for name in sidecar}, dropped=tuple(dropped),
     )
 
 

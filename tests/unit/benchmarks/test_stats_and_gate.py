@@ -69,3 +69,17 @@ def test_verdict_without_interval() -> None:
     assert verdict_for(Ratio(1.2, None, None), 0.1) == "worse"
     assert verdict_for(Ratio(0.8, None, None), 0.1) == "better"
     assert verdict_for(Ratio(1.05, None, None), 0.1) == "ok"
+
+
+def test_labelled_variants_of_one_run_compare_base_and_head(tmp_path) -> None:
+    import json
+
+    from benchmarks.storage import load_results
+
+    base, head = pair(1.0, seed=1), pair(1.2, seed=2)
+    combined = {**head, "variants": {**head["variants"], **{f"base/{k}": v for k, v in base["variants"].items()}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(combined))
+    assert sorted(load_results(f"{path}#base")["variants"]) == ["nuitka-standalone", "pyinstaller-onefile"]
+    assert sorted(load_results(path)["variants"]) == ["nuitka-standalone", "pyinstaller-onefile"]
+    assert gate_failed(compare(load_results(f"{path}#base"), load_results(path)))

@@ -50,6 +50,8 @@ def test_plan_splits_sidecar_shared_and_compiled() -> None:
     assert plan.complete_packages == ("anyio", "idna", "typing_extensions")
     assert "numpy.libs" not in plan.nofollow_imports and {"torchgen", "functorch", "isympy"} <= set(plan.nofollow_imports)
     assert plan.reasons["mpmath"] == "required by sympy"
+    assert plan.dropped == ("click", "pydantic", "typer")
+    assert {"typer", "click", "pydantic"} <= set(plan.nofollow_imports), "excluded code is never compiled either"
 
 
 def test_without_the_exclusion_pydantic_would_become_shared() -> None:

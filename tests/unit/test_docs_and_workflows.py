@@ -1,0 +1,116 @@
+"""Every command the docs and the workflows name must exist: subcommands and flags are checked
+against the real argument parsers."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backend.service_manager import REPO_ROOT
+from benchmarks.cli import build_parser as benchmarks_parser
+from compile.cli import build_parser as compile_parser
+
+PARSERS = {"compile": compile_parser, "benchmarks": benchmarks_parser}
+DOCS = sorted([*(REPO_ROOT / "docs").rglob("*.md"), REPO_ROOT / "README.md"])
+WORKFLOWS = sorted((REPO_ROOT / "ci").glob("*.yml"))
+COMMAND = re.compile(r"python -m (compile|benchmarks)\b([^\n|`&;]*)")
+
+
+def fenced_shell_blocks(text: str) -> list[str]:
+    return re.findall(r"```(?:bash|sh|shell|console)\n(.*?)```", text, flags=re.S)
+
+
+def commands_in(text: str) -> list[tuple[str, list[str]]]:
+    found = []
+    for match in COMMAND.finditer(text):
+        arguments = shlex.split(match.group(2).replace("${{", "X").replace("}}", ""), posix=True)
+        found.append((match.group(1), arguments))
+    return found
+
+
+def check_command(tool: str, arguments: list[str]) -> None:
+    parser = PARSERS[tool]()
+    if not arguments:
+        return
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert arguments[0] in subparsers.choices, f"python -m {tool} has no command {arguments[0]!r}"
+    sub = subparsers.choices[arguments[0]]
+    known = {option for action in sub._actions for option in action.option_strings}
+    for argument in arguments[1:]:
+        if argument.startswith("--"):
+            flag = argument.split("=")[0]
+            assert flag in known, f"python -m {tool} {arguments[0]} has no flag {flag}"
+
+
+DOC_COMMANDS = [(path, tool, args) for path in DOCS for block in fenced_shell_blocks(path.read_text())
+                for tool, args in commands_in(block)]
+
+
+def test_docs_name_commands() -> None:
+    assert len(DOC_COMMANDS) >= 15
+    assert {path.name for path, _, _ in DOC_COMMANDS} >= {"testing.md", "benchmarks.md", "releasing.md"}
+
+
+@pytest.mark.parametrize(("path", "tool", "arguments"), DOC_COMMANDS,
+                         ids=[f"{p.name}:{t} {' '.join(a)}" for p, t, a in DOC_COMMANDS])
+def test_doc_commands_exist(path: Path, tool: str, arguments: list[str]) -> None:
+    check_command(tool, arguments)
+
+
+def test_doc_tables_name_real_commands() -> None:
+    """Inline `python -m ...` in tables (not only fenced blocks) must exist too."""
+    for path in DOCS:
+        for tool, arguments in commands_in("\n".join(re.findall(r"`([^`]*python -m [^`]*)`", path.read_text()))):
+            check_command(tool, arguments)
+
+
+def test_docs_links_resolve() -> None:
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", path.read_text()):
+            if target.startswith("http"):
+                continue
+            assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
+
+
+def expand_matrix(run: str, job: dict) -> list[str]:
+    """``${{ matrix.x }}`` replaced by every value the job's matrix gives x (lists and include entries)."""
+    matrix = job.get("strategy", {}).get("matrix", {})
+    expanded = [run]
+    for key in set(re.findall(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", run)):
+        values = list(matrix.get(key, [])) + [entry[key] for entry in matrix.get("include", []) if key in entry]
+        assert values, f"matrix.{key} has no values"
+        pattern = re.compile(r"\$\{\{\s*matrix\." + key + r"\s*\}\}")
+        expanded = [pattern.sub(str(value), text) for text in expanded for value in values]
+    return expanded
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_parses_and_runs_existing_commands(workflow: Path) -> None:
+    document = yaml.safe_load(workflow.read_text())
+    assert document["jobs"], "no jobs"
+    runs = [text for job in document["jobs"].values() for step in job["steps"] if "run" in step
+            for text in expand_matrix(step["run"], job)]
+    commands = [command for run in runs for command in commands_in(run)]
+    assert commands, f"{workflow.name} runs no python -m compile / benchmarks command"
+    for tool, arguments in commands:
+        check_command(tool, arguments)
+
+
+def test_workflows_match_the_github_schema() -> None:
+    """check-jsonschema ships GitHub's workflow schema: no network needed."""
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                             *map(str, WORKFLOWS)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_build_matrix_covers_three_platforms_and_variants() -> None:
+    matrix = yaml.safe_load((REPO_ROOT / "ci" / "build.yml").read_text())["jobs"]["build"]["strategy"]["matrix"]
+    assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"}
+    assert set(matrix["variant"]) == {"nuitka-standalone", "nuitka-onefile", "pyinstaller-onefile"}
