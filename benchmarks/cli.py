@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.gate import compare, gate_failed, render_findings
 from benchmarks.measure.launch import LaunchError
-from benchmarks.report import render_charts, render_html, render_markdown
+from benchmarks.report import render_charts, render_html, render_markdown, update_readme
 from benchmarks.runner import RunOptions, run_benchmarks
 from benchmarks.schema import SchemaError
 from benchmarks.storage import append_history, baseline_path, load_history, load_results, write_json
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("reports"))
     report.add_argument("--baseline", help="include the gate's verdicts against this baseline (FILE or FILE#LABEL)")
     report.add_argument("--history", type=Path, default=DEFAULT_HISTORY)
+    report.add_argument("--readme", type=Path, help="also rewrite the headline table in this README")
     compare_parser = commands.add_parser("compare", help="the regression gate: exit 1 on a confirmed regression")
     compare_parser.add_argument("baseline", help="result file; FILE#LABEL selects variants measured as LABEL/...")
     compare_parser.add_argument("current", help="result file (same syntax)")
@@ -87,6 +88,9 @@ def command_report(args: argparse.Namespace) -> int:
     markdown = render_markdown(results, findings)
     (args.out / "summary.md").write_text(markdown, encoding="utf-8")
     (args.out / "report.html").write_text(render_html(results, findings, charts), encoding="utf-8")
+    if args.readme:
+        update_readme(args.readme, {**results, "source_file": str(args.results)})
+        print(f"updated the benchmark table in {args.readme}")
     print(markdown)
     print(f"wrote {args.out / 'summary.md'}, {args.out / 'report.html'} and {len(charts)} charts in "
           f"{args.out / 'charts'}")

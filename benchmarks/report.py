@@ -121,6 +121,25 @@ def render_markdown(results: dict[str, Any], findings: list[Finding] | None = No
     return "".join(parts)
 
 
+README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def readme_section(results: dict[str, Any]) -> str:
+    """The headline table as the README shows it, generated from a result file."""
+    machine = results["machine"]
+    return (_table(HEADLINE_HEADER, headline_rows(results))
+            + f"\nFrom `{results.get('source_file', 'a result file')}`: {machine['platform']}/{machine['machine']}, "
+            f"{machine['cpu_count']} CPUs, commit `{str(results.get('commit'))[:10]}`, "
+            f"{results['options']['rounds']} rounds. Regenerate with "
+            "`python -m benchmarks report --readme README.md RESULTS`.\n")
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    readme.write_text(text[:start] + "\n" + readme_section(results) + text[end:], encoding="utf-8")
+
+
 def render_charts(results: dict[str, Any], history: list[dict[str, Any]], folder: Path) -> list[Path]:
     import matplotlib
 
