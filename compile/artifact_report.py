@@ -39,7 +39,8 @@ def render_report(artifact: Artifact, *, modules: bool = False) -> str:
         cache = summary["ccache"]
         lines.append(f"  modules     {kinds}")
         lines.append(f"  ccache      {cache['hits']} hits / {cache['misses']} misses")
-        top = ", ".join(f"{name} {count}" for name, count in list(summary["compiled_by_package"].items())[:10])
+        biggest = sorted(summary["compiled_by_package"].items(), key=lambda item: -item[1])[:10]
+        top = ", ".join(f"{name} {count}" for name, count in biggest)
         lines.append(f"  C-compiled  {top}")
     sidecar = record.get("sidecar")
     if sidecar:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import shutil
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -55,14 +56,13 @@ def closure(
     names distributions neither included nor traversed."""
     reasons: dict[str, str] = {}
     pruned = {canonical(name) for name in prune}
-    stack = [(canonical(root), "root") for root in roots]
-    while stack:
-        name, why = stack.pop()
+    queue = deque((canonical(root), "root") for root in roots)
+    while queue:  # breadth first: each reason is a shortest path from a root
+        name, why = queue.popleft()
         if name in reasons or name not in dists or name in pruned:
             continue
         reasons[name] = why
-        for requirement in dists[name]["requires"]:
-            stack.append((requirement, f"required by {name}"))
+        queue.extend((requirement, f"required by {name}") for requirement in dists[name]["requires"])
     return reasons
 
 
