@@ -8,7 +8,9 @@ baseline file). Verdicts, with the metric's threshold t:
 - ``better``: the whole interval is below 1 − t;
 - ``ok``: otherwise.
 
-Scalar metrics (size, build time) have no interval: their change is compared with 1 + t directly.
+Scalar metrics (size) are near-deterministic and have no interval: their change is compared with
+1 + t directly. A sampled metric with too few samples for an interval is at most ``inconclusive``:
+one noisy sample is no evidence. Build times depend on the cache state and are not gated.
 ``worse`` fails the gate (exit 1), and so does ``missing``: a variant the baseline measured that this
 run could not (its build broke), or a run without the reference variant.
 """
@@ -35,11 +37,11 @@ class Finding:
     note: str = ""
 
 
-def verdict_for(change: Ratio, threshold: float) -> Verdict:
+def verdict_for(change: Ratio, threshold: float, exact: bool = False) -> Verdict:
     high_limit, low_limit = 1 + threshold, 1 - threshold
     if change.low is None or change.high is None:
         if change.value > high_limit:
-            return "worse"
+            return "worse" if exact else "inconclusive"
         return "better" if change.value < low_limit else "ok"
     if change.low > high_limit:
         return "worse"
@@ -64,6 +66,8 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], reference: str = 
         if name not in old_variants:
             continue  # new variant: nothing to compare with
         for metric in METRICS.values():
+            if not metric.gated:
+                continue
             if metric.kind == "sample":
                 series = [samples(run[key], metric.name) for run, key in (
                     (new_variants, name), (new_variants, reference), (old_variants, name), (old_variants, reference))]
@@ -77,7 +81,8 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], reference: str = 
                     continue
                 now, now_ref, old, old_ref = values  # type: ignore[misc]
                 change = Ratio((now / now_ref) / (old / old_ref), None, None)
-            findings.append(Finding(name, metric.name, verdict_for(change, metric.threshold), change, metric.threshold))
+            verdict = verdict_for(change, metric.threshold, exact=metric.kind == "scalar")
+            findings.append(Finding(name, metric.name, verdict, change, metric.threshold))
     order = {"worse": 0, "missing": 1, "inconclusive": 2, "better": 3, "ok": 4}
     return sorted(findings, key=lambda f: (order[f.verdict], f.variant, f.metric))
 

@@ -53,8 +53,8 @@ def render_report(artifact: Artifact, *, modules: bool = False) -> str:
         if sidecar.get("trimmed_bytes") is not None:
             lines.append(f"  trimmed     {sidecar['trimmed_bytes'] / mib:.1f} MiB in {sidecar['trimmed_files']} files "
                          f"(tests, headers, stubs)")
-        lines.append(f"  stdlib      {len(sidecar['stdlib_packages'])} packages, {len(sidecar['stdlib_modules'])} "
-                     "modules included for the sidecar")
+        count = len(sidecar["stdlib_modules"])
+        lines.append(f"  stdlib      {count} standard-library modules included for the sidecar")
     if artifact.executable.parent.is_dir() and not record["options"]["variant"].endswith("onefile"):
         lines.append("  largest:")
         lines += [f"     {name:<40}{size / mib:8.1f} MiB" for name, size in largest_entries(artifact.executable.parent)]

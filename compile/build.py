@@ -38,8 +38,9 @@ def probe(env: BuildEnv, options: BuildOptions, command: str, *names: str) -> di
     return result
 
 
-def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> tuple[list[str], list[str]]:
-    """(packages, modules) of the standard library that the sidecar imports, minus exclusions. Cached
+def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> list[str]:
+    """The standard-library modules that the sidecar imports, minus exclusions: each module
+    named in an import (``email.utils``, not all of ``email``); Nuitka follows their own imports. Cached
     per build env and sidecar, because scanning torch takes a while."""
     digest = hashlib.sha256(json.dumps([PROBE_VERSION, *plan.distributions]).encode()).hexdigest()[:12]
     cache = env_root(options) / f"{env.key}-stdlib-{digest}.json"
@@ -49,9 +50,10 @@ def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> t
         found = probe(env, options, "stdlib", *plan.distributions)["stdlib_imports"]
         write_json_atomic(cache, found)
     excluded = set(options.stdlib_exclude)
-    packages = sorted(name for name, info in found.items() if info["package"] and name not in excluded)
-    modules = sorted(name for name, info in found.items() if not info["package"] and name not in excluded)
-    return packages, modules
+    kept = {name: info for name, info in found.items() if name.split(".")[0] not in excluded}
+    # Every named module is included as a module; a package named with nothing below it (`import
+    # concurrent`) is included as that package's __init__ only, which is what such an import runs.
+    return sorted(kept)
 
 
 def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool) -> tuple[BuildInputs, dict[str, Any]]:
@@ -61,7 +63,7 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool)
     if options.tool == "pyinstaller":
         return BuildInputs(python=str(env.python), data_files=data), details
     plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
-    packages, modules = stdlib_closure(env, options, plan)
+    modules = stdlib_closure(env, options, plan)
     sidecar_dir = None
     if stage_sidecar:
         sidecar_dir = options.build_path / SIDECAR_DIR_NAME
@@ -70,7 +72,7 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool)
         details["sidecar_files"] = report
     details["sidecar"] = plan
     inputs = BuildInputs(python=str(env.python), data_files=data, sidecar=plan, sidecar_dir=sidecar_dir,
-                         stdlib_packages=tuple(packages), stdlib_modules=tuple(modules))
+                         stdlib_modules=tuple(modules))
     return inputs, details
 
 
@@ -178,7 +180,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         files: MaterializeReport | None = details.get("sidecar_files")
         record["sidecar"] = {
             "distributions": list(plan.distributions), "shared": list(plan.shared), "dropped": list(plan.dropped),
-            "reasons": dict(plan.reasons), "stdlib_packages": list(inputs.stdlib_packages),
+            "reasons": dict(plan.reasons),
             "stdlib_modules": list(inputs.stdlib_modules),
             "bytes": files.bytes if files else None, "trimmed_bytes": files.trimmed_bytes if files else None,
             "trimmed_files": files.trimmed_files if files else None,

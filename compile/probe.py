@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-PROBE_VERSION = 2  # part of cache keys: bump when the output changes
+PROBE_VERSION = 3  # part of cache keys: bump when the output changes
 
 
 def canonical(name: str) -> str:
@@ -131,18 +131,17 @@ def main(argv: list[str]) -> int:
         folders = [Path(dists[name]["location"]) / top for name in names for top in dists[name]["imports"]]
         found = stdlib_imports([folder for folder in folders if folder.is_dir()])
         result = {"stdlib_imports": {}}
-        for top in sorted({name.split(".")[0] for name in found}):
+        for name in sorted(found):
             try:
-                spec = importlib.util.find_spec(top)
-            except (ImportError, ValueError):
-                spec = None
+                spec = importlib.util.find_spec(name)
+            except (ImportError, ValueError, AttributeError):
+                spec = None  # `from typing import Any` also records "typing.Any", which is no module
             if spec is None:
-                continue  # another platform's module (msvcrt, winreg...): not on this one
-            if top in sys.builtin_module_names or spec.origin in ("built-in", "frozen"):
+                continue  # or another platform's module (msvcrt, winreg...): not on this one
+            if name in sys.builtin_module_names or spec.origin in ("built-in", "frozen"):
                 continue  # part of the interpreter itself: always there
-            example = next(where for name, where in found.items() if name.split(".")[0] == top)
-            result["stdlib_imports"][top] = {"package": spec.submodule_search_locations is not None,
-                                             "seen_in": example[0]}
+            result["stdlib_imports"][name] = {"package": spec.submodule_search_locations is not None,
+                                              "seen_in": found[name][0]}
     else:
         print(f"unknown probe command {command!r}: use facts or stdlib", file=sys.stderr)
         return 2

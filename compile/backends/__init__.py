@@ -17,5 +17,4 @@ class BuildInputs:
     data_files: tuple[DataFile, ...]
     sidecar: SidecarPlan | None = None
     sidecar_dir: Path | None = None  # staged, byte-compiled sidecar folder
-    stdlib_packages: tuple[str, ...] = ()
     stdlib_modules: tuple[str, ...] = ()

@@ -35,10 +35,12 @@ def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     nofollow = sorted({*(inputs.sidecar.nofollow_imports if inputs.sidecar else ()), *options.exclude_modules})
     if nofollow:
         command.append(f"--nofollow-import-to={','.join(nofollow)}")
-    complete = sorted({*(inputs.sidecar.complete_packages if inputs.sidecar else ()), *inputs.stdlib_packages})
+    complete = sorted(inputs.sidecar.complete_packages if inputs.sidecar else ())
     command += [f"--include-package={name}" for name in complete]
     command += [f"--include-module={name}" for name in sorted({*inputs.stdlib_modules, *options.include_modules})]
-    command += [f"--noinclude-custom-mode={name}:bytecode" for name in options.bytecode_packages]
+    for name in options.bytecode_packages:
+        # whole, so lazy imports inside it cannot miss a submodule; as bytecode, so no C compile
+        command += [f"--include-package={name}", f"--noinclude-custom-mode={name}:bytecode"]
     command += [f"--python-flag={flag}" for flag in options.python_flags]
     command += nuitka_data_args(list(inputs.data_files))
     if options.onefile:

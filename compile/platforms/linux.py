@@ -13,7 +13,9 @@ def nuitka_flags(options: BuildOptions) -> list[str]:
 
 
 def pyinstaller_flags(options: BuildOptions) -> list[str]:
-    return ["--strip"]  # as Nuitka strips its binaries: compare like with like
+    # Not --strip: stripping the auditwheel-repaired libraries of wheels (numpy.libs' OpenBLAS) breaks
+    # them at load time ("ELF load command address/offset not page-aligned"); seen with numpy 2.4.
+    return []
 
 
 def required_tools(options: BuildOptions) -> list[str]:

@@ -114,3 +114,23 @@ def test_build_matrix_covers_three_platforms_and_variants() -> None:
     matrix = yaml.safe_load((REPO_ROOT / "ci" / "build.yml").read_text())["jobs"]["build"]["strategy"]["matrix"]
     assert set(matrix["os"]) == {"ubuntu-latest", "macos-latest", "windows-latest"}
     assert set(matrix["variant"]) == {"nuitka-standalone", "nuitka-onefile", "pyinstaller-onefile"}
+
+
+def test_readme_benchmark_table_is_generated_from_the_committed_baseline() -> None:
+    from benchmarks.report import README_END, README_START, readme_section
+    from benchmarks.storage import BASELINE_DIR, load_results
+
+    baseline = BASELINE_DIR / "linux-x86_64.json"
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index(README_START) + len(README_START):text.index(README_END)]
+    expected = readme_section({**load_results(baseline), "source_file": "benchmarks/baseline/linux-x86_64.json"})
+    assert section.strip() == expected.strip(), (
+        "README's table is stale: python -m benchmarks report --readme README.md benchmarks/baseline/linux-x86_64.json")
+
+
+def test_readme_gives_exactly_two_fresh_machine_commands() -> None:
+    text = (REPO_ROOT / "README.md").read_text()
+    blocks = fenced_shell_blocks(text)
+    assert len(blocks) == 2
+    assert "python -m compile standalone" in blocks[0] and "pip install" in blocks[0]
+    assert "python -m pytest" in blocks[1]

@@ -66,9 +66,18 @@ def test_machine_speed_cancels_out() -> None:
 
 
 def test_verdict_without_interval() -> None:
-    assert verdict_for(Ratio(1.2, None, None), 0.1) == "worse"
+    assert verdict_for(Ratio(1.2, None, None), 0.1, exact=True) == "worse"  # size: deterministic
+    assert verdict_for(Ratio(1.2, None, None), 0.1) == "inconclusive"  # one sample: no evidence
     assert verdict_for(Ratio(0.8, None, None), 0.1) == "better"
     assert verdict_for(Ratio(1.05, None, None), 0.1) == "ok"
+
+
+def test_build_time_is_reported_not_gated() -> None:
+    baseline, current = pair(), pair()
+    current["variants"]["nuitka-standalone"]["build"]["wall_seconds"] *= 3  # a cold ccache
+    findings = compare(baseline, current)
+    assert not [f for f in findings if f.metric.startswith("build")]
+    assert not gate_failed(findings)
 
 
 def test_labelled_variants_of_one_run_compare_base_and_head(tmp_path) -> None:

@@ -43,5 +43,5 @@ def sample_inputs(root: Path) -> BuildInputs:
         python="/env/bin/python",
         data_files=(DataFile(root / "res" / "defaults.json", "app/res/defaults.json"),),
         sidecar=plan, sidecar_dir=root / "build" / "ml_sidecar",
-        stdlib_packages=("email",), stdlib_modules=("_contextvars", "csv"),
+        stdlib_modules=("_contextvars", "csv", "email.utils"),
     )

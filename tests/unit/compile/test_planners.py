@@ -53,8 +53,8 @@ def test_nuitka_command(project: Path, platform: str, variant: str, expected: li
     assert "--company-name=Demo Co" in command and "--product-name=demo_engine" in command
     assert "--no-deployment-flag=excluded-module-usage" in command
     assert "--nofollow-import-to=numpy,pydantic.v1,torch" in command
-    assert "--include-package=email" in command and "--include-package=typing_extensions" in command
-    assert "--include-module=_contextvars" in command and "--include-module=csv" in command
+    assert "--include-package=typing_extensions" in command
+    assert {"--include-module=_contextvars", "--include-module=csv", "--include-module=email.utils"} <= set(command)
     assert f"--include-data-files={project / 'res' / 'defaults.json'}=app/res/defaults.json" in command
 
 
@@ -67,8 +67,8 @@ def test_nuitka_cli_overrides(project: Path, platform: str) -> None:
 
 
 PYINSTALLER_CASES = [
-    ("linux", "pyinstaller-onefile", ["--onefile", "--strip", "--add-data="], ["--icon", "--version-file"]),
-    ("linux", "pyinstaller-onedir", ["--onedir", "--strip"], ["--onefile"]),
+    ("linux", "pyinstaller-onefile", ["--onefile", "--add-data="], ["--icon", "--version-file", "--strip"]),
+    ("linux", "pyinstaller-onedir", ["--onedir"], ["--onefile", "--strip"]),
     ("macos", "pyinstaller-onefile", ["--onefile", "--codesign-identity=-", "--icon=", "--windowed"], ["--strip"]),
     ("macos", "pyinstaller-onedir", ["--onedir", "--codesign-identity=-"], ["--version-file"]),
     ("windows", "pyinstaller-onefile", ["--onefile", "--version-file=", "--console", "--icon="], ["--strip"]),
