@@ -127,6 +127,27 @@ class Response:
         return json.loads(self.body)
 
 
+def http_request(
+    port: int, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None, raw_body: bytes | None = None,
+) -> Response:
+    """One request to a backend on 127.0.0.1: JSON ``body`` (or ``raw_body``), bearer ``token`` if given."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        sent_headers = {"Host": f"127.0.0.1:{port}", **(headers or {})}
+        if token is not None:
+            sent_headers["Authorization"] = f"Bearer {token}"
+        payload = raw_body
+        if body is not None:
+            payload = json.dumps(body).encode()
+            sent_headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=payload, headers=sent_headers)
+        response = connection.getresponse()
+        return Response(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
 class BackendProcess:
     """One running backend: its process, ready line, and an HTTP client for its API."""
 
@@ -202,20 +223,8 @@ class BackendProcess:
     ) -> Response:
         if self.ready is None:
             raise ServiceManagerError("backend is not ready")
-        connection = http.client.HTTPConnection("127.0.0.1", self.ready.port, timeout=timeout)
-        try:
-            sent_headers = {"Host": f"127.0.0.1:{self.ready.port}", **(headers or {})}
-            if auth:
-                sent_headers["Authorization"] = f"Bearer {self.ready.token}"
-            payload = raw_body
-            if body is not None:
-                payload = json.dumps(body).encode()
-                sent_headers["Content-Type"] = "application/json"
-            connection.request(method, path, body=payload, headers=sent_headers)
-            response = connection.getresponse()
-            return Response(response.status, dict(response.getheaders()), response.read())
-        finally:
-            connection.close()
+        return http_request(self.ready.port, method, path, body, token=self.ready.token if auth else None,
+                            timeout=timeout, headers=headers, raw_body=raw_body)
 
     def stream_events(
         self, path: str, *, last_event_id: int | None = None, timeout: float = 120.0

@@ -9,10 +9,10 @@ rotates from round to round so that no variant always runs right after the same 
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +28,7 @@ from benchmarks.measure.launch import LaunchError, first_training_step, launch, 
 from benchmarks.measure.size import compressed_bytes, disk_bytes
 from benchmarks.schema import SCHEMA_VERSION
 from benchmarks.variants import VARIANTS, Variant, discover
+from compile.results import git_commit
 
 IDLE_SETTLE_S = 1.0
 
@@ -54,8 +55,6 @@ def versions(root: Path) -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = None
     for record in (root / "dist").glob("*/build.json"):
-        import json
-
         data = json.loads(record.read_text(encoding="utf-8"))
         found[data["tool"]] = data.get("tool_version")
     return found
@@ -65,14 +64,6 @@ def machine() -> dict[str, Any]:
     return {"platform": sys.platform, "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "memory_bytes": psutil.virtual_memory().total, "kernel": platform.release(),
             "processor": platform.processor() or None}
-
-
-def commit(root: Path) -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except OSError:
-        return None
 
 
 class Session:
@@ -184,7 +175,7 @@ def run_benchmarks(root: Path, options: RunOptions, names: tuple[str, ...] = VAR
         "schema_version": SCHEMA_VERSION,
         "created_at": started,
         "duration_s": round(time.time() - started, 1),
-        "commit": commit(root),
+        "commit": git_commit(root),
         "machine": machine(),
         "versions": versions(root),
         "options": {"rounds": options.rounds, "warmup": options.warmup, "train_rounds": options.train_rounds,

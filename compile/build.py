@@ -10,7 +10,6 @@ import hashlib
 import json
 import platform
 import shutil
-import subprocess
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +25,14 @@ from compile.nuitka_report import parse_report
 from compile.options import BuildOptions
 from compile.platforms import windows
 from compile.probe import PROBE_VERSION
-from compile.results import BUILD_RECORD, BUILD_SCHEMA_VERSION, tree_size, write_checksums, write_json_atomic
+from compile.results import (
+    BUILD_RECORD,
+    BUILD_SCHEMA_VERSION,
+    git_commit,
+    tree_size,
+    write_checksums,
+    write_json_atomic,
+)
 from compile.runner import capture, run, tool_env
 from compile.sidecar import SIDECAR_DIR_NAME, MaterializeReport, SidecarPlan, materialize, plan_sidecar
 
@@ -93,14 +99,6 @@ def tool_version(env: BuildEnv, tool: str) -> str:
         return out.strip() or module
     except BuildFailed:
         return "unknown"
-
-
-def git_commit(root: Path) -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except OSError:
-        return None
 
 
 def collect_artifact(options: BuildOptions) -> Path:

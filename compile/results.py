@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,15 @@ def write_checksums(folder: Path, artifact: Path) -> Path:
     target = folder / CHECKSUMS
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target
+
+
+def git_commit(root: Path) -> str | None:
+    """The checked-out commit, recorded in build and benchmark results (None outside a git checkout)."""
+    try:
+        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return completed.stdout.strip() or None
 
 
 def load_build_record(path: Path) -> dict[str, Any]:

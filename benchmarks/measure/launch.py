@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from backend.service_manager import http_request
 from benchmarks.measure.memory import TreeMemory, measure_tree
 
 POLL_INTERVAL_S = 0.0015
@@ -56,18 +57,8 @@ class Running:
     startup_s: float
 
     def request(self, method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            headers = {"Authorization": f"Bearer {self.token}"}
-            payload = None
-            if body is not None:
-                payload = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        response = http_request(self.port, method, path, body, token=self.token, timeout=timeout)
+        return response.status, response.body
 
     def memory(self) -> TreeMemory:
         return measure_tree(self.popen.pid)
