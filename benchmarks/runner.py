@@ -44,7 +44,7 @@ class RunOptions:
 
     @classmethod
     def quick_profile(cls) -> RunOptions:
-        return cls(rounds=3, warmup=1, train_rounds=1, cold=True, compression_level=1, quick=True)
+        return cls(rounds=5, warmup=1, train_rounds=1, cold=True, compression_level=1, quick=True)
 
 
 def versions(root: Path) -> dict[str, str | None]:

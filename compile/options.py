@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -129,6 +130,16 @@ _FIELDS = {item.name: item for item in fields(BuildOptions)}
 _HINTS = get_type_hints(BuildOptions)
 _NOT_CONFIGURABLE = {"platform", "variant", "project_root"}
 CONFIG_KEYS = sorted(name.replace("_", "-") for name in _FIELDS if name not in _NOT_CONFIGURABLE)
+
+
+def file_version(version: str) -> str:
+    """Four numbers, as Windows version resources and Nuitka want them: ``0.1.0`` → ``0.1.0.0``; a
+    suffix like ``rc1`` is dropped."""
+    numbers = []
+    for part in version.split(".")[:4]:
+        leading = re.match(r"\d+", part)
+        numbers.append(str(int(leading.group())) if leading else "0")
+    return ".".join(numbers + ["0"] * (4 - len(numbers)))
 
 
 def current_platform() -> PlatformName:

@@ -22,6 +22,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(data, stream, indent=2, sort_keys=True, default=str)
             stream.write("\n")
+        os.chmod(temp, 0o644)  # mkstemp makes it private; records ship with the artifact
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from compile.backends import BuildInputs
 from compile.datafiles import nuitka_data_args
-from compile.options import BuildOptions
+from compile.options import BuildOptions, file_version
 from compile.platforms import platform_module
 from compile.sidecar import SIDECAR_DIR_NAME
 
@@ -25,6 +25,9 @@ def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
         f"--output-filename={options.executable_name}",
         f"--company-name={options.company_name}",
         f"--product-name={options.product_name}",
+        # versions: Windows resources, and {VERSION} in the onefile cache folder on every platform
+        f"--file-version={file_version(options.version)}",
+        f"--product-version={file_version(options.version)}",
         f"--report={report_path(options)}",
         f"--lto={'yes' if options.lto else 'no'}",
         # The sidecar packages are imported at run time from a folder Nuitka never saw.

@@ -3,26 +3,14 @@ description, copyright) for both tools."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from compile.options import BuildOptions
-
-
-def file_version(version: str) -> str:
-    """Windows wants four numbers: ``0.1.0`` → ``0.1.0.0``; a suffix like ``rc1`` is dropped."""
-    numbers = []
-    for part in version.split(".")[:4]:
-        leading = re.match(r"\d+", part)
-        numbers.append(str(int(leading.group())) if leading else "0")
-    return ".".join(numbers + ["0"] * (4 - len(numbers)))
+from compile.options import BuildOptions, file_version
 
 
 def nuitka_flags(options: BuildOptions) -> list[str]:
     flags = [
         f"--windows-console-mode={options.console_mode}",
-        f"--file-version={file_version(options.version)}",
-        f"--product-version={file_version(options.version)}",
         f"--file-description={options.description}",
     ]
     if options.copyright:

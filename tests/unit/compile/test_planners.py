@@ -8,8 +8,8 @@ import pytest
 
 from compile.backends.nuitka import nuitka_command
 from compile.backends.pyinstaller import pyinstaller_command
-from compile.options import PLATFORMS, BuildOptions, resolve_options
-from compile.platforms.windows import file_version, version_file_text
+from compile.options import PLATFORMS, BuildOptions, file_version, resolve_options
+from compile.platforms.windows import version_file_text
 from tests.unit.compile.conftest import PYPROJECT, sample_inputs
 
 
@@ -51,6 +51,7 @@ def test_nuitka_command(project: Path, platform: str, variant: str, expected: li
         assert not any(arg.startswith(flag) for arg in command), f"{flag} unexpected in {command}"
     # common to every platform and mode
     assert "--company-name=Demo Co" in command and "--product-name=demo_engine" in command
+    assert "--file-version=1.2.3.0" in command and "--product-version=1.2.3.0" in command
     assert "--no-deployment-flag=excluded-module-usage" in command
     assert "--nofollow-import-to=numpy,pydantic.v1,torch" in command
     assert "--include-package=typing_extensions" in command
