@@ -100,7 +100,8 @@ def render_markdown(results: dict[str, Any], findings: list[Finding] | None = No
         regressions = [f for f in findings if f.verdict in ("worse", "missing", "inconclusive")]
         parts.append("### Regression gate\n\n")
         parts.append(render_findings(regressions) if regressions else "No regression against the baseline.\n")
-    parts.append("\n### Headline\n\n")
+        parts.append("\n")
+    parts.append("### Headline\n\n")
     parts.append(_table(HEADLINE_HEADER, headline_rows(results)))
     missing = results.get("missing") or {}
     if missing:
