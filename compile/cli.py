@@ -150,7 +150,6 @@ def command_plan(args: argparse.Namespace) -> int:
 
 
 def command_doctor(args: argparse.Namespace) -> int:
-    from compile.buildenv import ensure_build_env  # noqa: F401  (documented: doctor never creates it)
     from compile.doctor import evaluate, gather_facts, render
 
     platform = current_platform()

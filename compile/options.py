@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -293,5 +293,5 @@ def replace(options: BuildOptions, **changes: Any) -> BuildOptions:
 
 __all__ = [
     "CONFIG_KEYS", "PLATFORMS", "VARIANTS", "BuildOptions", "DataSpec", "PlatformName", "Variant",
-    "check_platform", "check_variant", "current_platform", "field", "replace", "resolve_options",
+    "check_platform", "check_variant", "current_platform", "file_version", "replace", "resolve_options",
 ]
