@@ -46,7 +46,6 @@ class TrainingSpec:
     warmup_steps: int
     checkpoint_every: int
     resume: bool = False
-    threads: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,8 +78,6 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
     torch.manual_seed(spec.seed)
     tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
     if tokenizer.pad_token_id is None:

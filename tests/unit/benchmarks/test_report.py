@@ -14,8 +14,9 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 def check_snapshot(name: str, text: str) -> None:
     path = SNAPSHOTS / name
-    if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not path.exists():
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"snapshot {name} is missing; create it deliberately with UPDATE_SNAPSHOTS=1"
     assert text == path.read_text(encoding="utf-8"), f"{name} changed; UPDATE_SNAPSHOTS=1 if that is intended"
 
 
