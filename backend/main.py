@@ -11,6 +11,7 @@ Exit codes: 0 stopped normally, 1 could not start (e.g. the port is taken), 2 in
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from backend import __version__
 EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
+RELEASE_AFTER_READY_S = 0.3
 
 log = logging.getLogger("backend")
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.app import create_app
     from backend.logging_setup import configure_logging
+    from backend.memory_release import release_startup_memory
     from backend.runtime_paths import current_layout
     from backend.services.container import resolve_data_dir
     from backend.services.lifecycle import Lifecycle
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.value,
                          os.getpid(), log_file)
+                if settings.release_startup_memory:  # off the startup path, once the first requests ran
+                    asyncio.get_running_loop().call_later(RELEASE_AFTER_READY_S, release_startup_memory)
 
     server = BackendServer(config)
 

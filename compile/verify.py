@@ -1,10 +1,12 @@
 """``python -m compile verify ARTIFACT``: launch a built artifact through the service manager and prove
-it works: ready line, health, token, every declared data file readable from inside, the ML stack
+it works: ready line, health, token, every declared data file readable from inside, an idle server
+without the ML stack that released its startup memory, the ML stack
 importable inside, a short LoRA training job and a generation with its adapter, a graceful shutdown
 and no process left behind."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -88,6 +90,7 @@ class Verifier:
             self.check("health", self._health)
             self.check("token", self._token)
             self.check("data files", self._data_files)
+            self.check("idle process", self._idle_process)
             # Each step needs the one before: no training without torch, no generation without an adapter.
             if self.check("ml imports", self._ml_imports) and self.check("training job", self._train):
                 self.check("generation", self._generate)
@@ -129,6 +132,24 @@ class Verifier:
                 problems.append(f"{entry['path']} differs from the declared file")
         assert not problems, "; ".join(problems)
         return f"{len(paths)} declared files present and identical"
+
+    def _idle_process(self) -> str:
+        """Before anything asks for it, the server holds no ML package; on Linux it has given back the
+        pages only startup used (backend/memory_release.py)."""
+        info = self.api.request("GET", "/api/system/process").json()
+        heavy = sorted({"torch", "transformers", "peft"} & set(info["modules"]))
+        assert not heavy, f"imported at startup: {', '.join(heavy)}"
+        detail = f"{len(info['modules'])} modules, no ML stack"
+        if sys.platform.startswith("linux"):
+            deadline = time.monotonic() + 10
+            while info["startup_release"] is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                info = self.api.request("GET", "/api/system/process").json()
+            released = info["startup_release"]
+            assert released is not None, "startup memory was not released within 10 s"
+            detail += (f"; released {released['file_kib'] / 1024:.1f} MiB of startup pages, "
+                       f"PSS now {info['memory_bytes']['pss'] / 2**20:.1f} MiB")
+        return detail
 
     def _ml_imports(self) -> str:
         response = self.api.request("GET", "/api/system", timeout=300)

@@ -6,11 +6,12 @@ import os
 import platform
 import sys
 import threading
+from dataclasses import asdict
 from typing import Any
 
 import psutil
 
-from backend import __version__
+from backend import __version__, memory_release
 from backend.runtime_paths import RuntimeLayout
 from backend.services.ml_runtime import prepare_ml_imports
 
@@ -52,4 +53,24 @@ def system_info(layout: RuntimeLayout, data_dir: str) -> dict[str, Any]:
         "data_dir": data_dir,
         "resources_dir": str(layout.resources),
         "ml": ml_stack_info(),
+    }
+
+
+def process_info() -> dict[str, Any]:
+    """This server process as the OS sees it: memory (PSS where the OS has it), threads, what startup
+    released, and the modules loaded (which differ between source and the builds)."""
+    process = psutil.Process()
+    with process.oneshot():
+        try:
+            memory = process.memory_full_info()
+        except psutil.AccessDenied:
+            memory = process.memory_info()
+        threads = process.num_threads()
+    released = memory_release.last_release
+    return {
+        "pid": process.pid,
+        "threads": threads,
+        "memory_bytes": {key: getattr(memory, key) for key in ("rss", "pss", "uss") if hasattr(memory, key)},
+        "startup_release": asdict(released) if released else None,
+        "modules": sorted(sys.modules),
     }

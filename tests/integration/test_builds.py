@@ -41,7 +41,7 @@ def artifact(variant: str) -> Path:
 def test_verify_passes(variant: str) -> None:
     result = compile_cli("verify", str(artifact(variant)), timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    for check in ("ready line", "data files", "ml imports", "training job", "generation", "graceful shutdown"):
+    for check in ("ready line", "data files", "idle process", "ml imports", "training job", "generation", "graceful shutdown"):
         assert f"[ok  ] {check}" in result.stdout
 
 

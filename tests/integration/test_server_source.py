@@ -222,3 +222,19 @@ def test_bad_token_and_host_rejected(backends: RunningBackends) -> None:
     assert server.request("GET", "/api/jobs", auth=False).status == 401
     assert server.request("GET", "/api/jobs", auth=False, headers={"Authorization": "Bearer nope"}).status == 401
     assert server.request("GET", "/health", auth=False, headers={"Host": "evil.example"}).status == 400
+
+
+def test_idle_server_has_no_ml_stack_and_released_its_startup_memory(backends: RunningBackends) -> None:
+    """The heavy imports stay out of the server process, and (Linux) the clean pages that only startup
+    used are given back shortly after the ready line."""
+    _, server = backends.start()
+    info = server.request("GET", "/api/system/process").json()
+    assert info["pid"] == server.popen.pid
+    assert "backend.main" in info["modules"]
+    assert not {"torch", "transformers", "peft"} & set(info["modules"])
+    if sys.platform.startswith("linux"):
+        released = wait_for(lambda: server.request("GET", "/api/system/process").json()["startup_release"], 10,
+                            what="the startup memory release")
+        assert released["mappings"] > 0 and released["file_kib"] > 0
+        assert released["rss_after_kib"] < released["rss_before_kib"]
+        assert info["memory_bytes"]["pss"] > 0

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import ServicesDep
 from backend.schemas import BundleFilesCheck
-from backend.services.system import system_info
+from backend.services.system import process_info, system_info
 
 router = APIRouter(prefix="/api", tags=["system"])
 
@@ -24,6 +24,12 @@ async def system(services: ServicesDep) -> dict[str, Any]:
 def resources(services: ServicesDep) -> dict[str, Any]:
     files = services.resources.check_files()
     return {"root": str(services.resources.root), "ok": all(f["ok"] for f in files), "files": files}
+
+
+@router.get("/system/process")
+def process() -> dict[str, Any]:
+    """Memory, threads and loaded modules of this server process (not its training workers)."""
+    return process_info()
 
 
 @router.post("/system/bundle-files")
