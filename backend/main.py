@@ -27,7 +27,7 @@ from backend import __version__
 EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
-RELEASE_AFTER_READY_S = 0.3
+SETTLE_AFTER_READY_S = 0.3
 
 log = logging.getLogger("backend")
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from backend.app import create_app
+    from backend.app import create_app, warm_request, warm_routes
     from backend.logging_setup import configure_logging
     from backend.memory_release import release_startup_memory
     from backend.runtime_paths import current_layout
@@ -123,8 +123,25 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.value,
                          os.getpid(), log_file)
-                if settings.release_startup_memory:  # off the startup path, once the first requests ran
-                    asyncio.get_running_loop().call_later(RELEASE_AFTER_READY_S, release_startup_memory)
+                asyncio.get_running_loop().call_later(SETTLE_AFTER_READY_S, start_settling)
+
+    background: set[asyncio.Future[None]] = set()  # a strong reference until done
+
+    async def settle() -> None:
+        """Off the startup path: build what the first requests would build lazily, then give back
+        the memory only startup used. Never fatal: a server that did not settle still serves."""
+        try:
+            status = await warm_request(app)
+            routers = warm_routes(app)
+            released = release_startup_memory() if settings.release_startup_memory else None
+            log.debug("settled: warm-up request %d, %d routers built, released %s", status, routers, released)
+        except Exception:
+            log.exception("settling after startup failed; serving anyway")
+
+    def start_settling() -> None:
+        task = asyncio.ensure_future(settle())
+        background.add(task)
+        task.add_done_callback(background.discard)
 
     server = BackendServer(config)
 

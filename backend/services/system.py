@@ -72,5 +72,6 @@ def process_info() -> dict[str, Any]:
         "threads": threads,
         "memory_bytes": {key: getattr(memory, key) for key in ("rss", "pss", "uss") if hasattr(memory, key)},
         "startup_release": asdict(released) if released else None,
+        "python_allocated_blocks": sys.getallocatedblocks(),
         "modules": sorted(sys.modules),
     }
