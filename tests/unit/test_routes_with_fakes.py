@@ -86,3 +86,17 @@ def test_api_requires_the_token(app: FastAPI, fake_jobs: FakeJobs) -> None:
         assert response.headers["www-authenticate"] == "Bearer"
         assert anonymous.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert anonymous.get("/health").status_code == 200
+
+
+def test_settling_warms_a_request_and_every_router(app: FastAPI, client: TestClient) -> None:
+    """What the server does 0.3 s after its ready line, before releasing startup memory."""
+    import asyncio
+
+    from backend.app import warm_request, warm_routes
+
+    assert asyncio.run(warm_request(app)) == 200
+    assert asyncio.run(warm_request(app, "/nope")) == 404
+    built = warm_routes(app)
+    assert built >= 1  # the protected /api router and those inside it
+    assert warm_routes(app) == built  # cached by FastAPI: a second pass builds nothing new
+    assert client.get("/health").status_code == 200
