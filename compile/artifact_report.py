@@ -53,6 +53,9 @@ def render_report(artifact: Artifact, *, modules: bool = False) -> str:
         if sidecar.get("trimmed_bytes") is not None:
             lines.append(f"  trimmed     {sidecar['trimmed_bytes'] / mib:.1f} MiB in {sidecar['trimmed_files']} files "
                          f"(tests, headers, stubs)")
+        if sidecar.get("sourceless_files"):
+            lines.append(f"  sourceless  {sidecar['sourceless_bytes'] / mib:.1f} MiB of sources in "
+                         f"{sidecar['sourceless_files']} files not shipped: bytecode only")
         count = len(sidecar["stdlib_modules"])
         lines.append(f"  stdlib      {count} standard-library modules included for the sidecar")
     if artifact.executable.parent.is_dir() and not record["options"]["variant"].endswith("onefile"):

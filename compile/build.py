@@ -34,7 +34,15 @@ from compile.results import (
     write_json_atomic,
 )
 from compile.runner import capture, run, tool_env
-from compile.sidecar import SIDECAR_DIR_NAME, MaterializeReport, SidecarPlan, materialize, plan_sidecar
+from compile.sidecar import (
+    SIDECAR_DIR_NAME,
+    MaterializeReport,
+    SidecarPlan,
+    SourcelessReport,
+    drop_sources,
+    materialize,
+    plan_sidecar,
+)
 
 
 def probe(env: BuildEnv, options: BuildOptions, command: str, *names: str) -> dict[str, Any]:
@@ -76,6 +84,7 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool)
         report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
         byte_compile(env, sidecar_dir)
         details["sidecar_files"] = report
+        details["sidecar_sourceless"] = drop_sources(plan, facts, sidecar_dir, options.sidecar_keep_sources)
     details["sidecar"] = plan
     inputs = BuildInputs(python=str(env.python), data_files=data, sidecar=plan, sidecar_dir=sidecar_dir,
                          stdlib_modules=tuple(modules))
@@ -176,6 +185,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
     if isinstance(details.get("sidecar"), SidecarPlan):
         plan: SidecarPlan = details["sidecar"]
         files: MaterializeReport | None = details.get("sidecar_files")
+        sourceless: SourcelessReport | None = details.get("sidecar_sourceless")
         record["sidecar"] = {
             "distributions": list(plan.distributions), "shared": list(plan.shared), "dropped": list(plan.dropped),
             "reasons": dict(plan.reasons),
@@ -183,6 +193,8 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
             "bytes": files.bytes if files else None, "trimmed_bytes": files.trimmed_bytes if files else None,
             "trimmed_files": files.trimmed_files if files else None,
             "per_distribution_bytes": files.per_distribution if files else None,
+            "sourceless_files": sourceless.files if sourceless else None,
+            "sourceless_bytes": sourceless.bytes if sourceless else None,
         }
     write_checksums(options.dist_path, artifact)
     write_json_atomic(options.dist_path / BUILD_RECORD, record)

@@ -126,6 +126,9 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
         count, size = len(sidecar["distributions"]), sidecar["bytes"] / 1024**2
         lines.append(f"  sidecar    {count} distributions, {size:.0f} MiB "
                      f"(trimmed {sidecar['trimmed_bytes'] / 1024**2:.0f} MiB in {sidecar['trimmed_files']} files)")
+        if sidecar.get("sourceless_files"):
+            lines.append(f"  bytecode   {sidecar['sourceless_files']} sources not shipped "
+                         f"({sidecar['sourceless_bytes'] / 1024**2:.0f} MiB; kept: sidecar-keep-sources)")
     lines.append(f"  record     {options.dist_path / 'build.json'}")
     lines.append(f"  next       python -m compile verify {options.dist_path.relative_to(options.root)}")
     return "\n".join(lines)

@@ -62,10 +62,13 @@ class BuildOptions:
     build_dir: str = "build"
     # how modules are included
     compiled_packages: tuple[str, ...] = ()  # documented intent: these are compiled to C
-    bytecode_packages: tuple[str, ...] = ()  # Nuitka bytecode demotion (small packages only)
+    bytecode_packages: tuple[str, ...] = ()  # Nuitka bytecode demotion (small packages only), included whole
+    bytecode_modules: tuple[str, ...] = ()  # single modules demoted; included by following as usual
     sidecar_roots: tuple[str, ...] = ("torch", "transformers", "peft")
     sidecar_exclude: tuple[str, ...] = ()  # distributions never shipped in the sidecar
     sidecar_trim: tuple[str, ...] = ("tests", "include", "*.pyi", "*.h", "*.hpp", "*.cuh")
+    # sidecar distributions shipped with their sources; every other one ships byte-compiled only
+    sidecar_keep_sources: tuple[str, ...] = ("torch", "transformers", "peft")
     exclude_modules: tuple[str, ...] = ()  # optional integrations never followed
     include_modules: tuple[str, ...] = ()  # modules imported dynamically that the tools cannot see
     stdlib_exclude: tuple[str, ...] = ("tkinter", "turtle", "turtledemo", "idlelib", "test", "lib2to3", "ensurepip")

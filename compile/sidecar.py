@@ -21,6 +21,7 @@ install folder may be read-only and Python would otherwise recompile torch on ev
 from __future__ import annotations
 
 import fnmatch
+import glob
 import re
 import shutil
 from collections import deque
@@ -98,10 +99,14 @@ def plan_sidecar(
 
 
 def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> bool:
-    """Whether a file is dropped: a pattern without wildcards names a folder anywhere on the path,
-    one with wildcards matches the file name."""
+    """Whether a file is dropped: a pattern with a ``/`` is a folder relative to the sidecar
+    (``torch/testing/_internal``), one with wildcards matches the file name, any other names a folder
+    anywhere on the path."""
     for pattern in patterns:
-        if any(char in pattern for char in "*?["):
+        if "/" in pattern:
+            if relative.as_posix().startswith(pattern.strip("/") + "/"):
+                return True
+        elif any(char in pattern for char in "*?["):
             if fnmatch.fnmatch(relative.name, pattern):
                 return True
         elif pattern in relative.parts[:-1]:
@@ -156,3 +161,43 @@ def materialize(
             copied += size
         report.per_distribution[name] = copied
     return report
+
+
+@dataclass
+class SourcelessReport:
+    files: int = 0
+    bytes: int = 0  # of the sources removed
+    kept: int = 0  # sources without a compiled file (not Python 3 syntax): shipped as they are
+
+
+def drop_sources(
+    plan: SidecarPlan, facts: Mapping[str, Any], destination: Path, keep: Iterable[str]
+) -> SourcelessReport:
+    """After byte-compiling: ship the distributions not in ``keep`` as bytecode only, each
+    ``__pycache__/m.<tag>.pyc`` moved to ``m.pyc`` in place of ``m.py``, which Python imports without
+    the source (as PyInstaller ships every package but those its hooks keep sources for). Tracebacks
+    from them show no source lines; ``inspect.getsource`` fails there, which is why torch,
+    transformers and peft (TorchScript, docstring tools) keep theirs."""
+    kept = {canonical(name) for name in keep}
+    report = SourcelessReport()
+    for name in plan.distributions:
+        if name in kept:
+            continue
+        for text in facts["distributions"][name]["files"]:
+            relative = PurePosixPath(text)
+            source = destination / relative
+            if relative.suffix != ".py" or relative.parts[0].endswith(".dist-info") or not source.is_file():
+                continue
+            compiled = list((source.parent / "__pycache__").glob(f"{glob.escape(source.stem)}.*.pyc"))
+            if len(compiled) != 1:
+                report.kept += 1
+                continue
+            report.files += 1
+            report.bytes += source.stat().st_size
+            compiled[0].replace(source.with_suffix(".pyc"))
+            source.unlink()
+    for cache in sorted(destination.rglob("__pycache__"), reverse=True):
+        if cache.is_dir() and not any(cache.iterdir()):
+            cache.rmdir()
+    return report
+

@@ -109,3 +109,13 @@ def test_windows_version_resource_has_every_field(project: Path) -> None:
                   "LegalCopyright', '(c) Demo", "filevers=(1, 2, 3, 0)"):
         assert field in text
     compile(text, "version_info", "eval")  # PyInstaller evaluates it as a Python expression
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_bytecode_packages_are_included_whole_and_modules_only_demoted(project: Path, platform: str) -> None:
+    options = options_for(project, platform, "nuitka-standalone", bytecode_packages=["h11"],
+                          bytecode_modules=["anyio._backends._asyncio"])
+    command = nuitka_command(options, sample_inputs(project))
+    assert {"--include-package=h11", "--noinclude-custom-mode=h11:bytecode",
+            "--noinclude-custom-mode=anyio._backends._asyncio:bytecode"} <= set(command)
+    assert "--include-package=anyio._backends._asyncio" not in command

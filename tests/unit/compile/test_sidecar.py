@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from compile.errors import ConfigError
-from compile.sidecar import closure, materialize, plan_sidecar, trimmed
+from compile.sidecar import SidecarPlan, closure, drop_sources, materialize, plan_sidecar, trimmed
 
 
 def dist(requires: list[str], imports: list[str], files: list[str] = (), location: str = "/site") -> dict:
@@ -67,9 +69,12 @@ def test_missing_root_is_a_config_error() -> None:
 @pytest.mark.parametrize(("path", "dropped"), [
     ("torch/include/ATen/core.h", True), ("numpy/_core/tests/test_x.py", True), ("torch/__init__.pyi", True),
     ("torch/testing/__init__.py", False), ("torch/utils/include_paths.py", False), ("torch/lib/libtorch.so", False),
+    ("torch/testing/_internal/common_utils.py", True), ("torch/onnx/_internal/x.py", False),
+    ("other/torch/testing/_internal/x.py", False), ("torch/testing/_internal_not.py", False),
 ])
 def test_trim_patterns(path: str, dropped: bool) -> None:
-    assert trimmed(PurePosixPath(path), ["tests", "include", "*.pyi", "*.h"]) is dropped
+    patterns = ["tests", "include", "*.pyi", "*.h", "torch/testing/_internal"]
+    assert trimmed(PurePosixPath(path), patterns) is dropped
 
 
 def test_materialize_copies_code_and_shared_metadata(tmp_path: Path) -> None:
@@ -93,3 +98,36 @@ def test_materialize_copies_code_and_shared_metadata(tmp_path: Path) -> None:
     copied = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert copied == ["torch-2.dist-info/METADATA", "torch/__init__.py", "typing_extensions-4.dist-info/METADATA"]
     assert report.trimmed_files == 1 and report.trimmed_bytes == len("#define A\n")
+
+
+def test_drop_sources_ships_bytecode_only_and_it_still_imports(tmp_path: Path) -> None:
+    out = tmp_path / "sidecar"
+    files = {
+        "sympyish/__init__.py": "from sympyish.core import VALUE\n",
+        "sympyish/core.py": "VALUE = 42\n",
+        "sympyish/py2_leftover.py": "print 'no'\n",  # does not compile: shipped as it is
+        "sympyish/data.txt": "kept\n",
+        "sympyish-1.dist-info/METADATA": "Name: sympyish\n",
+        "torch/__init__.py": "import sympyish\nTORCH = sympyish.VALUE\n",
+    }
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(out)],
+                   check=False, capture_output=True)
+    facts = {"distributions": {
+        "sympyish": dist([], ["sympyish"], [f for f in files if f.startswith("sympyish")], str(tmp_path)),
+        "torch": dist([], ["torch"], ["torch/__init__.py"], str(tmp_path)),
+    }}
+    plan = SidecarPlan(distributions=("sympyish", "torch"), shared=(), compiled_side=(), nofollow_imports=(),
+                       complete_packages=())
+    report = drop_sources(plan, facts, out, keep=["torch"])
+    assert (report.files, report.kept) == (2, 1)
+    assert report.bytes == len(files["sympyish/__init__.py"]) + len(files["sympyish/core.py"])
+    shipped = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert shipped == ["sympyish-1.dist-info/METADATA", "sympyish/__init__.pyc", "sympyish/core.pyc",
+                       "sympyish/data.txt", "sympyish/py2_leftover.py", "torch/__init__.py",
+                       "torch/__pycache__/" + next((out / "torch/__pycache__").iterdir()).name]
+    probe = "import torch, sympyish.core as c; print(torch.TORCH, c.__file__.endswith('core.pyc'))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["42", "True"]
