@@ -24,16 +24,11 @@ from typing import Any
 import psutil
 
 from benchmarks.measure.cache import evict
-from benchmarks.measure.launch import LaunchError, first_training_step, launch, stop
+from benchmarks.measure.launch import IDLE_SETTLE_S, LaunchError, first_training_step, idle_memory, launch, stop
 from benchmarks.measure.size import compressed_bytes, disk_bytes
 from benchmarks.schema import SCHEMA_VERSION
 from benchmarks.variants import VARIANTS, Variant, discover
 from compile.results import git_commit
-
-IDLE_SETTLE_S = 1.0
-# What a desktop UI asks an idle backend: memory is measured after these are answered, so the code
-# that serving needs is resident (a server that releases startup memory gets no free pass).
-IDLE_POLL = ("/health", "/api/models", "/api/jobs")
 
 
 @dataclass(frozen=True)
@@ -108,10 +103,7 @@ class Session:
             self.add(variant, metric, running.startup_s)
             if metric != "startup_warm_s":
                 return
-            time.sleep(IDLE_SETTLE_S)
-            for path in IDLE_POLL:
-                running.request("GET", path)
-            idle = running.memory()
+            idle = idle_memory(running)
             for name, value in (("idle_pss_bytes", idle.pss), ("idle_uss_bytes", idle.uss),
                                 ("idle_rss_bytes", idle.rss), ("peak_hwm_bytes", idle.hwm)):
                 self.add(variant, name, value)

@@ -84,6 +84,20 @@ def launch(command: tuple[str, ...], *, cwd: Path | None, data_dir: Path, env: d
     return Running(popen, port, token, (time.perf_counter_ns() - started) / 1e9)
 
 
+IDLE_SETTLE_S = 1.0
+# What a desktop UI asks an idle backend: idle memory is measured after these are answered, so the
+# code that serving needs is resident (a server that releases startup memory gets no free pass).
+IDLE_POLL = ("/health", "/api/models", "/api/jobs")
+
+
+def idle_memory(running: Running) -> TreeMemory:
+    """The tree's memory once startup has settled and the UI's idle polling was answered."""
+    time.sleep(IDLE_SETTLE_S)
+    for path in IDLE_POLL:
+        running.request("GET", path)
+    return running.memory()
+
+
 def first_training_step(running: Running, timeout: float = 600.0) -> tuple[float, TreeMemory]:
     """Seconds from ``POST /api/jobs`` to the first ``step`` event (the lazy import of torch /
     transformers / peft in the worker included), and the tree's memory at its peak while training."""
