@@ -74,9 +74,9 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool)
     data = tuple(data_files_for(options))
     facts = probe(env, options, "facts")
     details: dict[str, Any] = {"python": facts["python"]}
-    if options.tool == "pyinstaller":
-        return BuildInputs(python=str(env.python), data_files=data), details
     plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
+    if options.tool == "pyinstaller":  # the same declaration: what no build ships, PyInstaller leaves out
+        return BuildInputs(python=str(env.python), data_files=data, sidecar=plan), details
     modules = stdlib_closure(env, options, plan)
     sidecar_dir = None
     if stage_sidecar:

@@ -68,7 +68,7 @@ class BuildOptions:
     sidecar_exclude: tuple[str, ...] = ()  # distributions never shipped in the sidecar
     sidecar_trim: tuple[str, ...] = ("tests", "include", "*.pyi", "*.h", "*.hpp", "*.cuh")
     # sidecar distributions shipped with their sources; every other one ships byte-compiled only
-    sidecar_keep_sources: tuple[str, ...] = ("torch", "transformers", "peft")
+    sidecar_keep_sources: tuple[str, ...] = ("torch", "transformers")
     exclude_modules: tuple[str, ...] = ()  # optional integrations never followed
     include_modules: tuple[str, ...] = ()  # modules imported dynamically that the tools cannot see
     stdlib_exclude: tuple[str, ...] = ("tkinter", "turtle", "turtledemo", "idlelib", "test", "lib2to3", "ensurepip")

@@ -48,6 +48,7 @@ class SidecarPlan:
     complete_packages: tuple[str, ...]  # import names of shared distributions: --include-package
     reasons: Mapping[str, str] = field(default_factory=dict)
     dropped: tuple[str, ...] = ()  # needed only by excluded distributions: neither shipped nor compiled
+    dropped_imports: tuple[str, ...] = ()  # their import names: PyInstaller excludes them too
 
 
 def closure(
@@ -90,11 +91,13 @@ def plan_sidecar(
     shared = sorted(name for name in heavy if name in compiled)
     nofollow = sorted({top for name in (*sidecar, *dropped) for top in dists[name]["imports"]
                        if not top.endswith(".libs")})
+    dropped_imports = sorted({top for name in dropped for top in dists[name]["imports"] if not top.endswith(".libs")})
     complete = sorted({top for name in shared for top in dists[name]["imports"] if not top.endswith(".libs")})
     return SidecarPlan(
         distributions=tuple(sidecar), shared=tuple(shared), compiled_side=tuple(sorted(compiled)),
         nofollow_imports=tuple(nofollow), complete_packages=tuple(complete),
         reasons={name: heavy[name] for name in sidecar}, dropped=tuple(dropped),
+        dropped_imports=tuple(dropped_imports),
     )
 
 
@@ -176,8 +179,8 @@ def drop_sources(
     """After byte-compiling: ship the distributions not in ``keep`` as bytecode only, each
     ``__pycache__/m.<tag>.pyc`` moved to ``m.pyc`` in place of ``m.py``, which Python imports without
     the source (as PyInstaller ships every package but those its hooks keep sources for). Tracebacks
-    from them show no source lines; ``inspect.getsource`` fails there, which is why torch,
-    transformers and peft (TorchScript, docstring tools) keep theirs."""
+    from them show no source lines; ``inspect.getsource`` fails there, which is why torch and
+    transformers (TorchScript, docstring tools) keep theirs."""
     kept = {canonical(name) for name in keep}
     report = SourcelessReport()
     for name in plan.distributions:

@@ -1,7 +1,8 @@
 """The PyInstaller command line: the seed's baseline, built from the same declaration.
 
 PyInstaller analyses every import (lazy ones included) and bundles torch / transformers / peft the
-way the seed did; the only shared inputs are the entry point, data files, names and platform flags.
+way the seed did; the shared inputs are the entry point, data files, names, platform flags and what the
+project declares unused at run time (``exclude-modules``, and what only ``sidecar-exclude`` needs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def pyinstaller_command(options: BuildOptions, inputs: BuildInputs) -> list[str]
     ]
     command += pyinstaller_data_args(list(inputs.data_files), options.platform)
     command += [f"--hidden-import={name}" for name in options.include_modules]
-    command += [f"--exclude-module={name}" for name in options.exclude_modules]
+    dropped = inputs.sidecar.dropped_imports if inputs.sidecar else ()
+    command += [f"--exclude-module={name}" for name in sorted({*options.exclude_modules, *dropped})]
     command += platform_module(options.platform).pyinstaller_flags(options)
     command += list(options.pyinstaller_args)
     command.append(str(options.root / options.entry_point))

@@ -38,6 +38,7 @@ def sample_inputs(root: Path) -> BuildInputs:
         distributions=("numpy", "torch"), shared=("typing-extensions",), compiled_side=("fastapi",),
         nofollow_imports=("numpy", "torch"), complete_packages=("typing_extensions",),
         reasons={"numpy": "required by torch", "torch": "root"},
+        dropped=("hf-xet",), dropped_imports=("hf_xet",),
     )
     return BuildInputs(
         python="/env/bin/python",

@@ -88,6 +88,7 @@ def test_pyinstaller_command(project: Path, platform: str, variant: str, expecte
     separator = ";" if platform == "windows" else ":"
     assert f"--add-data={project / 'res' / 'defaults.json'}{separator}app/res" in command
     assert "--exclude-module=pydantic.v1" in command and "--name=demo_engine" in command
+    assert "--exclude-module=hf_xet" in command, "what no build ships, PyInstaller leaves out too"
 
 
 def test_planners_refuse_the_other_tool(project: Path) -> None:

@@ -53,6 +53,7 @@ def test_plan_splits_sidecar_shared_and_compiled() -> None:
     assert "numpy.libs" not in plan.nofollow_imports and {"torchgen", "functorch", "isympy"} <= set(plan.nofollow_imports)
     assert plan.reasons["mpmath"] == "required by sympy"
     assert plan.dropped == ("click", "pydantic", "typer")
+    assert plan.dropped_imports == ("click", "pydantic", "typer")
     assert {"typer", "click", "pydantic"} <= set(plan.nofollow_imports), "excluded code is never compiled either"
 
 
