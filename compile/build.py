@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from compile.backends import BuildInputs
-from compile.backends.nuitka import nuitka_command, report_path
+from compile.backends.nuitka import nuitka_command, nuitka_environment, report_path
 from compile.backends.pyinstaller import pyinstaller_command
 from compile.buildenv import BuildEnv, ensure_build_env, env_root
 from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
@@ -97,6 +99,12 @@ def byte_compile(env: BuildEnv, folder: Path) -> None:
          str(folder)], echo=False, check=False, what="compileall")
 
 
+def planned_environment(options: BuildOptions, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables the tool run gets on top of the caller's; flags the caller set come last and win."""
+    planned = nuitka_environment(options)
+    return {key: f"{value} {environ[key]}" if environ.get(key) else value for key, value in planned.items()}
+
+
 def planned_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     return nuitka_command(options, inputs) if options.tool == "nuitka" else pyinstaller_command(options, inputs)
 
@@ -146,7 +154,8 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
     print("\n$ " + " ".join(command) + "\n", flush=True)
     log = options.build_path / f"{options.tool}.log"
     # ccache keys include absolute paths; relative to the project they match across clones.
-    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root)})
+    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root),
+                                              **planned_environment(options, os.environ)})
     result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool)
     executable = collect_artifact(options)
     bundle = executable.parent

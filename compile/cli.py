@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 unexpected error, 2 usage or configuration error, 3 mis
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -135,7 +136,7 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
 
 
 def command_plan(args: argparse.Namespace) -> int:
-    from compile.build import planned_command, prepare_inputs
+    from compile.build import planned_command, planned_environment, prepare_inputs
     from compile.buildenv import current_env, ensure_build_env
 
     variant = MODE_ALIASES.get(args.mode) or check_variant(args.mode)
@@ -148,7 +149,13 @@ def command_plan(args: argparse.Namespace) -> int:
     command = planned_command(options, inputs)
     if platform != current_platform():
         command[0] = "python"
-    print(shlex.join(command) if platform != "windows" else " ".join(command))
+    variables = planned_environment(options, os.environ if platform == current_platform() else {})
+    if platform == "windows":
+        prefix = "".join(f"set {key}={value}&& " for key, value in variables.items())
+        print(prefix + " ".join(command))
+    else:
+        print(" ".join(f"{key}={shlex.quote(value)}" for key, value in variables.items()) + " " * bool(variables)
+              + shlex.join(command))
     return 0
 
 

@@ -79,6 +79,7 @@ class BuildOptions:
     build_env_dir: str = ""  # where isolated envs live; "" = the user cache dir, shared by every clone
     build_requirements: tuple[str, ...] = ()
     python_flags: tuple[str, ...] = ()
+    c_flags: tuple[str, ...] = ()  # appended to Nuitka's C compiler flags (CFLAGS); gcc / clang syntax
     nuitka_args: tuple[str, ...] = ()
     pyinstaller_args: tuple[str, ...] = ()
     # onefile

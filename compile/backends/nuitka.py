@@ -15,6 +15,12 @@ def report_path(options: BuildOptions) -> str:
     return str(options.build_path / REPORT_NAME)
 
 
+def nuitka_environment(options: BuildOptions) -> dict[str, str]:
+    """Environment variables the Nuitka run needs: ``c-flags`` reach its C compiler as ``CFLAGS``,
+    which Nuitka appends after its own optimisation level, so ``-Os`` there wins over its ``-O2``."""
+    return {"CFLAGS": " ".join(options.c_flags)} if options.c_flags and options.tool == "nuitka" else {}
+
+
 def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     if options.tool != "nuitka":
         raise ValueError(f"{options.variant} is not a Nuitka build")

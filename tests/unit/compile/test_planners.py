@@ -120,3 +120,17 @@ def test_bytecode_packages_are_included_whole_and_modules_only_demoted(project: 
     assert {"--include-package=h11", "--noinclude-custom-mode=h11:bytecode",
             "--noinclude-custom-mode=anyio._backends._asyncio:bytecode"} <= set(command)
     assert "--include-package=anyio._backends._asyncio" not in command
+
+
+@pytest.mark.parametrize(("platform", "variant", "c_flags", "environ", "expected"), [
+    ("linux", "nuitka-standalone", ["-Os"], {}, {"CFLAGS": "-Os"}),
+    ("macos", "nuitka-onefile", ["-Os", "-g0"], {}, {"CFLAGS": "-Os -g0"}),
+    ("linux", "nuitka-standalone", ["-Os"], {"CFLAGS": "-O3"}, {"CFLAGS": "-Os -O3"}),  # the caller's win
+    ("windows", "nuitka-standalone", [], {"CFLAGS": "/O1"}, {}),
+    ("linux", "pyinstaller-onefile", ["-Os"], {}, {}),
+])
+def test_c_flags_reach_nuitka_as_cflags(project: Path, platform: str, variant: str, c_flags: list[str],
+                                        environ: dict[str, str], expected: dict[str, str]) -> None:
+    from compile.build import planned_environment
+
+    assert planned_environment(options_for(project, platform, variant, c_flags=c_flags), environ) == expected
