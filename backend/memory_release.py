@@ -2,7 +2,7 @@
 
 Startup touches far more memory than serving does. Importing the web stack runs every module body once,
 and a Nuitka binary decodes its constants and bytecode blob by walking it from the start, so nearly
-all of the binary's code and read-only data ends up mapped (33 MiB of a 39 MB binary), with the kernel
+all of the binary's code and read-only data ends up mapped (measured: 33 MiB of a 39 MB binary), with the kernel
 mapping 64 KiB around each page that is actually touched. Those pages are clean copies of the file: the
 kernel may drop them from any process at any time and fault them back in on the next access, and
 that is all this does, deliberately, once.
