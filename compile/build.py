@@ -151,11 +151,12 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
     if options.platform == "windows" and options.tool == "pyinstaller":
         windows.version_file_path(options).write_text(windows.version_file_text(options), encoding="utf-8")
     command = planned_command(options, inputs)
-    print("\n$ " + " ".join(command) + "\n", flush=True)
+    variables = planned_environment(options, os.environ)
+    print("\n$ " + "".join(f"{key}={value!r} " for key, value in variables.items()) + " ".join(command) + "\n",
+          flush=True)
     log = options.build_path / f"{options.tool}.log"
     # ccache keys include absolute paths; relative to the project they match across clones.
-    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root),
-                                              **planned_environment(options, os.environ)})
+    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), **variables})
     result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool)
     executable = collect_artifact(options)
     bundle = executable.parent
@@ -187,6 +188,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         "size_bytes": tree_size(artifact),
         "options": _jsonable(asdict(options)),
         "command": command,
+        "environment": variables,
         "log": str(log),
         "data_manifest": MANIFEST_NAME,
         "nuitka_report": report.summary() if report else None,
