@@ -77,8 +77,8 @@ def parse_smaps(text: str) -> Iterator[Mapping]:
                       fields.get("Rss", 0), fields.get("Anonymous", 0), fields.get("Locked", 0))
 
 
-def resident_kib(text: str) -> int:
-    return sum(mapping.rss_kib for mapping in parse_smaps(text))
+def resident_kib(mappings: Iterable[Mapping]) -> int:
+    return sum(mapping.rss_kib for mapping in mappings)
 
 
 def release(
@@ -133,13 +133,14 @@ def release_startup_memory(smaps: Path = Path("/proc/self/smaps")) -> Released |
         return None
     madvise, trim_heap = functions
     trim_heap()
-    count, kib = release(parse_smaps(before), madvise)
+    mappings = list(parse_smaps(before))
+    count, kib = release(mappings, madvise)
     try:
         rollup = (smaps.parent / "smaps_rollup").read_text()
         after = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Rss:"))
     except (OSError, StopIteration, ValueError, IndexError):
         after = 0
-    result = Released(count, kib, resident_kib(before), after, time.perf_counter() - started)
+    result = Released(count, kib, resident_kib(mappings), after, time.perf_counter() - started)
     last_release = result
     log.debug("released %d KiB of clean file pages in %d mappings; RSS %d -> %d KiB in %.1f ms",
               result.file_kib, result.mappings, result.rss_before_kib, result.rss_after_kib, result.seconds * 1e3)

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="measure every built variant, interleaved")
     run.add_argument("--quick", action="store_true", help="CI profile: 5 rounds, 1 training job, fast compression")
-    run.add_argument("--rounds", type=int, help="measured rounds (default 7, quick 3)")
+    run.add_argument("--rounds", type=int, help="measured rounds (default 7, quick 5)")
     run.add_argument("--no-cold", action="store_true", help="skip cold (page cache evicted) launches")
     run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS)

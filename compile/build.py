@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import time
 from collections.abc import Mapping
@@ -105,6 +106,13 @@ def planned_environment(options: BuildOptions, environ: Mapping[str, str]) -> di
     return {key: f"{value} {environ[key]}" if environ.get(key) else value for key, value in planned.items()}
 
 
+def command_line(command: list[str], variables: Mapping[str, str], platform_name: str) -> str:
+    """The command as one shell line, with its environment, for the platform's shell."""
+    if platform_name == "windows":
+        return "".join(f"set {key}={value}&& " for key, value in variables.items()) + " ".join(command)
+    return " ".join([*(f"{key}={shlex.quote(value)}" for key, value in variables.items()), shlex.join(command)])
+
+
 def planned_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     return nuitka_command(options, inputs) if options.tool == "nuitka" else pyinstaller_command(options, inputs)
 
@@ -152,8 +160,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         windows.version_file_path(options).write_text(windows.version_file_text(options), encoding="utf-8")
     command = planned_command(options, inputs)
     variables = planned_environment(options, os.environ)
-    print("\n$ " + "".join(f"{key}={value!r} " for key, value in variables.items()) + " ".join(command) + "\n",
-          flush=True)
+    print("\n$ " + command_line(command, variables, options.platform) + "\n", flush=True)
     log = options.build_path / f"{options.tool}.log"
     # ccache keys include absolute paths; relative to the project they match across clones.
     tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), **variables})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -136,7 +135,7 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
 
 
 def command_plan(args: argparse.Namespace) -> int:
-    from compile.build import planned_command, planned_environment, prepare_inputs
+    from compile.build import command_line, planned_command, planned_environment, prepare_inputs
     from compile.buildenv import current_env, ensure_build_env
 
     variant = MODE_ALIASES.get(args.mode) or check_variant(args.mode)
@@ -150,12 +149,7 @@ def command_plan(args: argparse.Namespace) -> int:
     if platform != current_platform():
         command[0] = "python"
     variables = planned_environment(options, os.environ if platform == current_platform() else {})
-    if platform == "windows":
-        prefix = "".join(f"set {key}={value}&& " for key, value in variables.items())
-        print(prefix + " ".join(command))
-    else:
-        print(" ".join(f"{key}={shlex.quote(value)}" for key, value in variables.items()) + " " * bool(variables)
-              + shlex.join(command))
+    print(command_line(command, variables, platform))
     return 0
 
 

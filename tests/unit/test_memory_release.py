@@ -59,7 +59,7 @@ def test_parse_smaps_reads_every_mapping_and_its_fields() -> None:
     assert (first.rss_kib, first.anonymous_kib, first.locked_kib) == (1088, 0, 0)
     assert mappings[5].path == "/opt/app/lib/data file (deleted)"
     assert mappings[9].path == "[vdso]"
-    assert resident_kib(SMAPS) == 1088 + 18240 + 108 + 1376 + 132 + 8 + 4 + 4 + 4 + 4
+    assert resident_kib(parse_smaps(SMAPS)) == 1088 + 18240 + 108 + 1376 + 132 + 8 + 4 + 4 + 4 + 4
 
 
 @pytest.mark.parametrize(

@@ -134,3 +134,14 @@ def test_c_flags_reach_nuitka_as_cflags(project: Path, platform: str, variant: s
     from compile.build import planned_environment
 
     assert planned_environment(options_for(project, platform, variant, c_flags=c_flags), environ) == expected
+
+
+@pytest.mark.parametrize(("platform", "variables", "expected"), [
+    ("linux", {"CFLAGS": "-Os -g0"}, "CFLAGS='-Os -g0' python -m nuitka 'a b.py'"),
+    ("macos", {}, "python -m nuitka 'a b.py'"),
+    ("windows", {"CFLAGS": "/O1"}, "set CFLAGS=/O1&& python -m nuitka a b.py"),
+])
+def test_command_line_carries_the_environment(platform: str, variables: dict[str, str], expected: str) -> None:
+    from compile.build import command_line
+
+    assert command_line(["python", "-m", "nuitka", "a b.py"], variables, platform) == expected
