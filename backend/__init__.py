@@ -13,3 +13,9 @@ __version__ = "0.1.0"
 # Nuitka build leaves pydantic.v1 out (exclude-modules), where that import fails; making it fail here
 # too keeps every mode behaving, and starting, the same.
 sys.modules.setdefault("pydantic.v1", None)  # type: ignore[arg-type]
+
+# Before any other backend code runs, in the server and in every worker: the ML sidecar on sys.path,
+# the ML libraries offline (backend/bootstrap.py).
+from backend.bootstrap import prepare_process  # noqa: E402
+
+prepare_process()

@@ -5,7 +5,8 @@ Protocol with whoever spawned us (see docs/user-guide/protocol.md):
   and the socket accepts connections; every log line goes to stderr and the log file;
 - SIGTERM / Ctrl-C / ``POST /api/shutdown`` / death of ``--parent-pid`` stop gracefully within ~2 s.
 
-Exit codes: 0 stopped normally, 1 could not start (e.g. the port is taken), 2 invalid flags or settings.
+Exit codes: 0 stopped normally (a signal, ``POST /api/shutdown`` or the parent's death), 1 could not
+start (e.g. the port is taken), 2 invalid flags or settings.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from backend import __version__
+from backend import __version__, faults
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         settings.check_host()
+        faults.active()
     except (ValidationError, ValueError) as exc:
         print(f"peft_engine: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -113,15 +116,22 @@ def main(argv: list[str] | None = None) -> int:
 
     class BackendServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            # A signal asks for the same graceful stop as POST /api/shutdown, and the process then exits
+            # 0 like it. (uvicorn's own handler re-raises the signal once it has shut down, so the
+            # process would die by it: -15 for SIGTERM.) A second Ctrl-C forces the exit.
             lifecycle.request_shutdown(f"signal {sig}")
-            super().handle_exit(sig, frame)
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
             if self.started and not self.should_exit:
-                print(ready_line(port=port, version=__version__, mode=layout.mode.value, token=settings.token),
+                print(ready_line(port=port, version=__version__, mode=layout.mode.name, token=settings.token),
                       flush=True)
-                log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.value,
+                if settings.exit_after_ready:  # measuring startup: nothing after the ready line counts
+                    os._exit(EXIT_OK)
+                log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.name,
                          os.getpid(), log_file)
                 asyncio.get_running_loop().call_later(SETTLE_AFTER_READY_S, start_settling)
 

@@ -17,25 +17,21 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
+
+from backend.variants import (
+    NUITKA_ONEFILE,
+    NUITKA_STANDALONE,
+    PYINSTALLER_ONEDIR,
+    PYINSTALLER_ONEFILE,
+    SOURCE,
+    Variant,
+)
 
 APP_NAME = "peft_engine"
 APP_AUTHOR = "PEFT Studio"
 DATA_DIR_ENV = "PEFT_ENGINE_DATA_DIR"
 SIDECAR_DIR_NAME = "ml_sidecar"
-
-
-class RuntimeMode(str, Enum):
-    SOURCE = "source"
-    NUITKA_STANDALONE = "nuitka-standalone"
-    NUITKA_ONEFILE = "nuitka-onefile"
-    PYINSTALLER_ONEDIR = "pyinstaller-onedir"
-    PYINSTALLER_ONEFILE = "pyinstaller-onefile"
-
-    @property
-    def frozen(self) -> bool:
-        return self is not RuntimeMode.SOURCE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +60,10 @@ def current_markers() -> RuntimeMarkers:
     )
 
 
-def detect_mode(markers: RuntimeMarkers) -> RuntimeMode:
+def detect_mode(markers: RuntimeMarkers) -> Variant:
+    """Which of the variants in :mod:`backend.variants` this process is."""
     if markers.nuitka_onefile is not None:
-        return RuntimeMode.NUITKA_ONEFILE if markers.nuitka_onefile else RuntimeMode.NUITKA_STANDALONE
+        return NUITKA_ONEFILE if markers.nuitka_onefile else NUITKA_STANDALONE
     if markers.pyinstaller_meipass is not None:
         exe_dir = markers.executable.parent
         meipass = markers.pyinstaller_meipass
@@ -74,15 +71,13 @@ def detect_mode(markers: RuntimeMarkers) -> RuntimeMode:
         # Contents/Frameworks. A onefile unpacks to a fresh temp folder elsewhere.
         inside = meipass == exe_dir or exe_dir in meipass.parents
         mac_bundle = markers.platform == "darwin" and meipass == exe_dir.parent / "Frameworks"
-        return RuntimeMode.PYINSTALLER_ONEDIR if inside or mac_bundle else RuntimeMode.PYINSTALLER_ONEFILE
-    return RuntimeMode.SOURCE
+        return PYINSTALLER_ONEDIR if inside or mac_bundle else PYINSTALLER_ONEFILE
+    return SOURCE
 
 
 def bundle_root(markers: RuntimeMarkers) -> Path:
     """The folder that holds the ``backend`` package's data files in this mode."""
-    mode = detect_mode(markers)
-    if mode in (RuntimeMode.PYINSTALLER_ONEDIR, RuntimeMode.PYINSTALLER_ONEFILE):
-        assert markers.pyinstaller_meipass is not None
+    if markers.pyinstaller_meipass is not None:
         return markers.pyinstaller_meipass
     # Source and Nuitka (standalone and onefile alike) place data next to the package's modules:
     # Nuitka sets a compiled module's __file__ to <dist or unpack dir>/backend/<module>.py.
@@ -95,12 +90,10 @@ def resources_dir(markers: RuntimeMarkers) -> Path:
 
 def install_dir(markers: RuntimeMarkers) -> Path:
     """The user-facing install folder: where the executable (or the onefile) lives."""
-    mode = detect_mode(markers)
-    if mode is RuntimeMode.SOURCE:
-        return markers.package_dir.parent
-    if mode in (RuntimeMode.NUITKA_STANDALONE, RuntimeMode.NUITKA_ONEFILE):
-        assert markers.nuitka_containing_dir is not None
+    if markers.nuitka_containing_dir is not None:
         return markers.nuitka_containing_dir
+    if markers.pyinstaller_meipass is None:  # source
+        return markers.package_dir.parent
     # PyInstaller (onedir and onefile alike) sets sys.executable to the user-facing executable.
     return markers.executable.parent
 
@@ -137,28 +130,38 @@ def is_inside(path: Path, folder: Path) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class RuntimeLayout:
-    mode: RuntimeMode
+    mode: Variant
+    bundle: Path  # the folder holding the package's data files: the build's folder, or a onefile's unpack dir
     resources: Path
-    install: Path
+    install: Path  # the folder holding the executable (a onefile's: wherever the user put the file)
     sidecars: tuple[Path, ...]
 
     @classmethod
     def from_markers(cls, markers: RuntimeMarkers) -> RuntimeLayout:
         return cls(
             mode=detect_mode(markers),
+            bundle=bundle_root(markers),
             resources=resources_dir(markers),
             install=install_dir(markers),
             sidecars=tuple(sidecar_dirs(markers)),
         )
 
-    def check_data_dir(self, data_dir: Path) -> None:
-        """Refuse a data dir inside the install / unpack folder of a frozen build."""
+    def owned_folders(self) -> dict[str, Path]:
+        """The folders a frozen build owns, which may be read-only, replaced by an update or (a
+        onefile's unpack dir) deleted at exit: never a place for user data. A onefile's own folder is
+        not one of them: it is wherever the user put the file (home, Desktop, Downloads, a USB stick)."""
         if not self.mode.frozen:
-            return
-        for forbidden in {self.install, self.resources.parent.parent}:
-            if is_inside(data_dir, forbidden):
+            return {}
+        if self.mode.onefile:
+            return {"unpack": self.bundle}
+        return {"install": self.install, "bundle": self.bundle}
+
+    def check_data_dir(self, data_dir: Path) -> None:
+        """Refuse a data dir inside a folder the build owns (see :meth:`owned_folders`)."""
+        for kind, folder in self.owned_folders().items():
+            if is_inside(data_dir, folder):
                 raise ValueError(
-                    f"data dir {data_dir} is inside the {self.mode.value} install folder {forbidden}, "
+                    f"data dir {data_dir} is inside the {self.mode.name} {kind} folder {folder}, "
                     f"which may be read-only or deleted at exit; pass --data-dir or set {DATA_DIR_ENV} "
                     "to a per-user folder"
                 )

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), description="exact origins allowed to call the API")
     allow_remote: bool = Field(False, description="allow binding a non-loopback host (Host check stays)")
     worker_stop_timeout_s: float = Field(1.2, gt=0, le=30)
+    exit_after_ready: bool = Field(False, description="exit at once after printing the ready line: what a "
+                                   "startup instruction count (benchmarks/measure/instructions.py) measures")
     release_startup_memory: bool = Field(True, description="once ready, release the clean file pages and free "
                                          "heap that only startup used (Linux; see backend/memory_release.py)")
 

@@ -11,13 +11,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from backend.variants import NAMES
 from benchmarks.gate import compare, gate_failed, render_findings
 from benchmarks.measure.launch import LaunchError
 from benchmarks.report import render_charts, render_html, render_markdown, update_readme
 from benchmarks.runner import RunOptions, run_benchmarks
 from benchmarks.schema import SchemaError
 from benchmarks.storage import append_history, baseline_path, load_history, load_results, write_json
-from benchmarks.variants import VARIANTS
 
 DEFAULT_RESULTS = Path("reports/results.json")
 DEFAULT_HISTORY = Path("reports/history.jsonl")
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="CI profile: 5 rounds, 1 training job, fast compression")
     run.add_argument("--rounds", type=int, help="measured rounds (default 7, quick 5)")
     run.add_argument("--no-cold", action="store_true", help="skip cold (page cache evicted) launches")
-    run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(NAMES)}")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="JSON-lines history to append to")
     run.add_argument("--also", action="append", default=[], metavar="LABEL=DIST",
@@ -57,12 +57,12 @@ def command_run(args: argparse.Namespace) -> int:
         options = RunOptions(**{**options.__dict__, "rounds": args.rounds})
     if args.no_cold:
         options = RunOptions(**{**options.__dict__, "cold": False})
-    names = tuple(VARIANTS)
+    names = tuple(NAMES)
     if args.variants:
         names = tuple(name.strip() for name in args.variants.split(",") if name.strip())
-        unknown = [name for name in names if name not in VARIANTS]
+        unknown = [name for name in names if name not in NAMES]
         if unknown:
-            print(f"error: unknown variant(s) {', '.join(unknown)}; use: {', '.join(VARIANTS)}", file=sys.stderr)
+            print(f"error: unknown variant(s) {', '.join(unknown)}; use: {', '.join(NAMES)}", file=sys.stderr)
             return 2
     print(f"python -m benchmarks run: {options.rounds} rounds, {options.warmup} warm-up"
           f"{', quick' if options.quick else ''}")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from benchmarks.schema import METRICS, samples, scalar
 from benchmarks.stats import Ratio, change_of_ratio
-from benchmarks.variants import BASELINE
+from benchmarks.variants import REFERENCE as BASELINE
 
 Verdict = Literal["worse", "inconclusive", "ok", "better", "missing"]
 

@@ -9,17 +9,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from backend.variants import NAMES
 from benchmarks.gate import Finding, render_findings
 from benchmarks.schema import METRICS, samples, scalar
 from benchmarks.stats import rank_test, ratio_of_medians
-from benchmarks.variants import BASELINE, VARIANTS
+from benchmarks.variants import REFERENCE as BASELINE
 
 MIB = 1024**2
 
 
 def _order(results: dict[str, Any]) -> list[str]:
-    return [name for name in VARIANTS if name in results["variants"]] + sorted(
-        name for name in results["variants"] if name not in VARIANTS)
+    return [name for name in NAMES if name in results["variants"]] + sorted(
+        name for name in results["variants"] if name not in NAMES)
 
 
 def _median(values: list[float]) -> float | None:

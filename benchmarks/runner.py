@@ -23,11 +23,12 @@ from typing import Any
 
 import psutil
 
+from backend.variants import NAMES
 from benchmarks.measure.cache import evict
 from benchmarks.measure.launch import IDLE_SETTLE_S, LaunchError, first_training_step, idle_memory, launch, stop
 from benchmarks.measure.size import compressed_bytes, disk_bytes
 from benchmarks.schema import SCHEMA_VERSION
-from benchmarks.variants import VARIANTS, Variant, discover
+from benchmarks.variants import Measured, discover
 from compile.results import git_commit
 
 
@@ -67,14 +68,14 @@ def machine() -> dict[str, Any]:
 class Session:
     """State of one run: a data dir per variant and, for Nuitka onefile, its extraction cache."""
 
-    def __init__(self, variants: list[Variant], scratch: Path, log: Callable[[str], None]):
+    def __init__(self, variants: list[Measured], scratch: Path, log: Callable[[str], None]):
         self.variants = variants
         self.scratch = scratch
         self.log = log
         self.results: dict[str, dict[str, Any]] = {
             v.name: {"samples": {}, "errors": [], "build": _build_summary(v)} for v in variants}
 
-    def env_for(self, variant: Variant, fresh_cache: bool = False) -> dict[str, str]:
+    def env_for(self, variant: Measured, fresh_cache: bool = False) -> dict[str, str]:
         # Nuitka onefile unpacks to {CACHE_DIR}/...: pointing XDG_CACHE_HOME here lets us empty it at will.
         cache = self.scratch / "xdg-cache" / variant.name
         if fresh_cache and cache.exists():
@@ -82,10 +83,10 @@ class Session:
         cache.mkdir(parents=True, exist_ok=True)
         return {"XDG_CACHE_HOME": str(cache), "TMPDIR": str(self.scratch / "tmp")}
 
-    def add(self, variant: Variant, metric: str, value: float) -> None:
+    def add(self, variant: Measured, metric: str, value: float) -> None:
         self.results[variant.name]["samples"].setdefault(metric, []).append(value)
 
-    def launch_once(self, variant: Variant, *, record: bool, metric: str, train: bool = False,
+    def launch_once(self, variant: Measured, *, record: bool, metric: str, train: bool = False,
                     fresh_cache: bool = False) -> None:
         data_dir = self.scratch / "data" / variant.name
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ class Session:
                 self.add(variant, "shutdown_s", took)
 
 
-def _build_summary(variant: Variant) -> dict[str, Any] | None:
+def _build_summary(variant: Measured) -> dict[str, Any] | None:
     record = variant.build
     if not record:
         return None
@@ -130,7 +131,7 @@ def _build_summary(variant: Variant) -> dict[str, Any] | None:
             "tool_version": record.get("tool_version"), "ccache": report.get("ccache")}
 
 
-def run_benchmarks(root: Path, options: RunOptions, names: tuple[str, ...] = VARIANTS,
+def run_benchmarks(root: Path, options: RunOptions, names: tuple[str, ...] = NAMES,
                    log: Callable[[str], None] = print, also: dict[str, Path] | None = None) -> dict[str, Any]:
     variants, missing = discover(root, names)
     for label, dist in (also or {}).items():

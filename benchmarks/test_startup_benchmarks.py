@@ -13,18 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from backend.variants import NAMES
 from benchmarks.measure.launch import idle_memory, launch, stop
 from benchmarks.measure.size import disk_bytes
-from benchmarks.variants import BUILD_COMMANDS, VARIANTS, discover
+from benchmarks.variants import discover
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", NAMES)
 def test_startup(benchmark, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     present, missing = discover(ROOT, (name,))
     if not present:
-        pytest.skip(f"{name} is not built: {missing.get(name, BUILD_COMMANDS.get(name))}")
+        pytest.skip(f"{name} is not built: {missing.get(name)}")
     variant = present[0]
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
 

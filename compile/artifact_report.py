@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compile.artifacts import Artifact
 from compile.nuitka_report import parse_report
 from compile.results import tree_size
-from compile.verify import Artifact
 
 REPORT_COPY = "compilation-report.xml"
 
@@ -58,7 +58,7 @@ def render_report(artifact: Artifact, *, modules: bool = False) -> str:
                          f"{sidecar['sourceless_files']} files not shipped: bytecode only")
         count = len(sidecar["stdlib_modules"])
         lines.append(f"  stdlib      {count} standard-library modules included for the sidecar")
-    if artifact.executable.parent.is_dir() and not record["options"]["variant"].endswith("onefile"):
+    if not artifact.variant.onefile:
         lines.append("  largest:")
         lines += [f"     {name:<40}{size / mib:8.1f} MiB" for name, size in largest_entries(artifact.executable.parent)]
     report_path = artifact.folder / REPORT_COPY

@@ -47,25 +47,45 @@ from compile.sidecar import (
     plan_sidecar,
 )
 
+_probed: dict[tuple[str, ...], dict[str, Any]] = {}  # one probe per environment, project and question
+
 
 def probe(env: BuildEnv, options: BuildOptions, command: str, *names: str) -> dict[str, Any]:
-    output = capture([str(env.python), str(options.root / "compile" / "probe.py"), command, *names],
-                     cwd=options.root, env=tool_env(env.bin_dir))
-    result: dict[str, Any] = json.loads(output)
-    return result
+    key = (str(env.python), str(options.root), command, *names)
+    if key not in _probed:
+        output = capture([str(env.python), str(options.root / "compile" / "probe.py"), command, *names],
+                         cwd=options.root, env=tool_env(env.bin_dir))
+        _probed[key] = json.loads(output)
+    return _probed[key]
 
 
-def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> list[str]:
+_scanned: dict[str, dict[str, Any]] = {}  # this process's scans, by cache key
+
+
+def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan, facts: dict[str, Any], *,
+                   cache: bool = True) -> list[str]:
     """The standard-library modules that the sidecar imports, minus exclusions: each module
-    named in an import (``email.utils``, not all of ``email``); Nuitka follows their own imports. Cached
-    per build env and sidecar, because scanning torch takes a while."""
-    digest = hashlib.sha256(json.dumps([PROBE_VERSION, *plan.distributions]).encode()).hexdigest()[:12]
-    cache = env_root(options) / f"{env.key}-stdlib-{digest}.json"
-    if cache.is_file():
-        found = json.loads(cache.read_text(encoding="utf-8"))
+    named in an import (``email.utils``, not all of ``email``); Nuitka follows their own imports.
+
+    Scanning torch takes about a minute, so the result is cached, keyed by what it depends on: the
+    Python version and each sidecar distribution's name and version. Any environment with the same
+    pins (the build env, or this one for ``compile plan``) reuses it; ``cache=False`` reads it but
+    never writes it."""
+    content = [PROBE_VERSION, facts["python"][:2],
+               *(f"{name}=={facts['distributions'][name]['version']}" for name in plan.distributions)]
+    key = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
+    cached = env_root(options) / f"stdlib-{key}.json"
+    if key in _scanned:
+        found = _scanned[key]
+    elif cached.is_file():
+        found = json.loads(cached.read_text(encoding="utf-8"))
     else:
+        print("scanning the sidecar's standard-library imports (about a minute; builds cache the result)",
+              flush=True)
         found = probe(env, options, "stdlib", *plan.distributions)["stdlib_imports"]
-        write_json_atomic(cache, found)
+        if cache:
+            write_json_atomic(cached, found)
+    _scanned[key] = found
     excluded = set(options.stdlib_exclude)
     kept = {name: info for name, info in found.items() if name.split(".")[0] not in excluded}
     # Every named module is included as a module; a package named with nothing below it (`import
@@ -73,14 +93,15 @@ def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan) -> l
     return sorted(kept)
 
 
-def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool) -> tuple[BuildInputs, dict[str, Any]]:
+def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool,
+                   cache: bool = True) -> tuple[BuildInputs, dict[str, Any]]:
     data = tuple(data_files_for(options))
     facts = probe(env, options, "facts")
     details: dict[str, Any] = {"python": facts["python"]}
     plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
     if options.tool == "pyinstaller":  # the same declaration: what no build ships, PyInstaller leaves out
         return BuildInputs(python=str(env.python), data_files=data, sidecar=plan), details
-    modules = stdlib_closure(env, options, plan)
+    modules = stdlib_closure(env, options, plan, facts, cache=cache)
     sidecar_dir = None
     if stage_sidecar:
         sidecar_dir = options.build_path / SIDECAR_DIR_NAME
@@ -134,19 +155,13 @@ def collect_artifact(options: BuildOptions) -> Path:
     target.mkdir(parents=True)
     build = options.build_path
     name = options.product_name
-    if options.variant == "nuitka-standalone":
-        produced = build / f"{Path(options.entry_point).stem}.dist"
-        shutil.move(str(produced), target / name)
-        return target / name / options.executable_name
-    if options.variant == "nuitka-onefile":
-        produced = build / options.executable_name
-        shutil.move(str(produced), target / options.executable_name)
-        return target / options.executable_name
-    if options.variant == "pyinstaller-onefile":
-        shutil.move(str(build / "dist" / options.executable_name), target / options.executable_name)
-        return target / options.executable_name
-    shutil.move(str(build / "dist" / name), target / name)
-    return target / name / options.executable_name
+    if options.tool == "nuitka":
+        produced = build / (options.executable_name if options.onefile else f"{Path(options.entry_point).stem}.dist")
+    else:
+        produced = build / "dist" / (options.executable_name if options.onefile else name)
+    placed = target / (options.executable_name if options.onefile else name)
+    shutil.move(str(produced), placed)
+    return placed if options.onefile else placed / options.executable_name
 
 
 def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +182,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
     result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool)
     executable = collect_artifact(options)
     bundle = executable.parent
-    if options.variant == "nuitka-standalone" and inputs.sidecar_dir is not None:
+    if options.tool == "nuitka" and not options.onefile and inputs.sidecar_dir is not None:
         shutil.copytree(inputs.sidecar_dir, bundle / SIDECAR_DIR_NAME)
     manifest_path = options.dist_path / MANIFEST_NAME
     write_json_atomic(manifest_path, manifest(list(inputs.data_files)))

@@ -69,26 +69,49 @@ def current_env() -> BuildEnv:
     return BuildEnv(path=Path(sys.prefix), python=python, bin_dir=python.parent, key="current", isolated=False)
 
 
+def planned_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
+    """Where the isolated build env for these options lives (nothing is created)."""
+    key = env_key(requirements(pyproject, options))
+    folder = env_root(options) / key
+    python, bin_dir = _paths(folder)
+    return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
+
+
+def is_complete(env: BuildEnv) -> bool:
+    """Created to the end: the marker is written only after every requirement installed."""
+    marker = env.path / MARKER
+    return marker.is_file() and marker.read_text(encoding="utf-8") == env.key and env.python.exists()
+
+
+def pinned_versions(requirement_list: list[str]) -> dict[str, str]:
+    """``name==version`` requirements (environment markers dropped) as {canonical name: version}."""
+    pins = {}
+    for requirement in requirement_list:
+        text = requirement.split(";")[0].strip()
+        if "==" in text:
+            name, version = text.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
 def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
     if not options.isolated:
         return current_env()
-    wanted = requirements(pyproject, options)
-    key = env_key(wanted)
-    folder = env_root(options) / key
-    python, bin_dir = _paths(folder)
-    marker = folder / MARKER
-    if marker.is_file() and marker.read_text(encoding="utf-8") == key and python.exists():
+    env = planned_env(options, pyproject)
+    folder, python = env.path, env.python
+    if is_complete(env):
         print(f"build env: reusing {folder}")
-        return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
+        return env
+    wanted = requirements(pyproject, options)
     print(f"build env: creating {folder} ({len(wanted)} requirements)")
     shutil.rmtree(folder, ignore_errors=True)
     log = folder.with_suffix(".log")
     run([sys.executable, "-m", "venv", str(folder)], log_path=log, echo=False, what="python -m venv")
     try:
         run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wanted],
-            log_path=folder.parent / f"{key}-pip.log", echo=False, what="pip install into the build env")
+            log_path=folder.parent / f"{env.key}-pip.log", echo=False, what="pip install into the build env")
     except Exception as exc:
         raise BuildEnvError(f"could not install the build requirements: {exc}",
                             hint="check the pins in [project].dependencies and build-requirements") from exc
-    marker.write_text(key, encoding="utf-8")
-    return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
+    (folder / MARKER).write_text(env.key, encoding="utf-8")
+    return env

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backend.variants import BUILT, NUITKA_ONEFILE, NUITKA_STANDALONE, PYINSTALLER_ONEFILE
 from compile.errors import CompileError, MissingToolError, UsageError, VerifyFailed
 from compile.options import (
     PLATFORMS,
-    VARIANTS,
     BuildOptions,
     PlatformName,
-    Variant,
     check_platform,
     check_variant,
     current_platform,
@@ -27,11 +26,12 @@ from compile.options import (
     resolve_options,
 )
 
-MODE_ALIASES: dict[str, Variant] = {
-    "standalone": "nuitka-standalone",
-    "onefile": "nuitka-onefile",
-    "pyinstaller": "pyinstaller-onefile",
-    **{variant: variant for variant in VARIANTS},
+# `compile plan MODE`: a variant's name, or the word that builds it
+MODE_ALIASES: dict[str, str] = {
+    "standalone": NUITKA_STANDALONE.name,
+    "onefile": NUITKA_ONEFILE.name,
+    "pyinstaller": PYINSTALLER_ONEFILE.name,
+    **{variant.name: variant.name for variant in BUILT},
 }
 
 
@@ -80,7 +80,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key, None) for key in keys if getattr(args, key, None) is not None}
 
 
-def options_for(args: argparse.Namespace, variant: Variant, platform: PlatformName) -> tuple[BuildOptions, dict]:
+def options_for(args: argparse.Namespace, variant: str, platform: PlatformName) -> tuple[BuildOptions, dict]:
     root = args.project.resolve()
     pyproject = load_pyproject(root)
     options = resolve_options(project_root=root, platform=platform, variant=variant, pyproject=pyproject,
@@ -88,15 +88,14 @@ def options_for(args: argparse.Namespace, variant: Variant, platform: PlatformNa
     return options, pyproject
 
 
-def command_build(args: argparse.Namespace, variant: Variant) -> int:
+def command_build(args: argparse.Namespace, variant: str) -> int:
     from compile.build import execute_build
     from compile.doctor import evaluate, gather_facts, render
 
     options, pyproject = options_for(args, variant, current_platform())
     print(f"python -m compile {args.command}: {variant} for {options.platform}")
     print(options.describe())
-    failures = [c for c in evaluate(gather_facts(options.platform, options.root, options.isolated, None))
-                if c.status == "fail"]
+    failures = [c for c in evaluate(gather_facts(options, pyproject)) if c.status == "fail"]
     if failures:
         raise MissingToolError("this machine cannot build yet:\n" + render(failures),
                                hint="fix the items above (python -m compile doctor shows all checks)")
@@ -135,20 +134,30 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
 
 
 def command_plan(args: argparse.Namespace) -> int:
+    """Print the options and the exact command a build would run. Creates nothing: the facts come from
+    the build env when it exists, else from this interpreter's environment (and the output says so)."""
     from compile.build import command_line, planned_command, planned_environment, prepare_inputs
-    from compile.buildenv import current_env, ensure_build_env
+    from compile.buildenv import current_env, is_complete, planned_env
 
     variant = MODE_ALIASES.get(args.mode) or check_variant(args.mode)
     platform = check_platform(args.platform) if args.platform else current_platform()
     options, pyproject = options_for(args, variant, platform)
+    native = platform == current_platform()
     print(f"# options ({variant}, {platform})")
     print("\n".join("# " + line for line in options.describe().splitlines()))
-    env = ensure_build_env(options, pyproject) if platform == current_platform() else current_env()
-    inputs, _ = prepare_inputs(options, env, stage_sidecar=False)
+    env = planned_env(options, pyproject) if native and options.isolated else current_env()
+    if not native:
+        print(f"# sidecar and stdlib lists computed from this {current_platform()} environment; "
+              f"a build on {platform} computes them from its own")
+    elif env.isolated and not is_complete(env):
+        print(f"# the build env {env.path} is not created yet (the first build creates it): sidecar and "
+              "stdlib lists computed from this environment")
+        env = current_env()
+    inputs, _ = prepare_inputs(options, env, stage_sidecar=False, cache=False)
     command = planned_command(options, inputs)
-    if platform != current_platform():
+    if not native:
         command[0] = "python"
-    variables = planned_environment(options, os.environ if platform == current_platform() else {})
+    variables = planned_environment(options, os.environ if native else {})
     print(command_line(command, variables, platform))
     return 0
 
@@ -156,17 +165,16 @@ def command_plan(args: argparse.Namespace) -> int:
 def command_doctor(args: argparse.Namespace) -> int:
     from compile.doctor import evaluate, gather_facts, render
 
-    platform = current_platform()
-    root = args.project.resolve()
-    isolated = True if args.isolated is None else args.isolated
-    checks = evaluate(gather_facts(platform, root, isolated, None))
-    print(f"python -m compile doctor ({platform}, isolated build env: {'yes' if isolated else 'no'})")
+    options, pyproject = options_for(args, NUITKA_STANDALONE.name, current_platform())
+    checks = evaluate(gather_facts(options, pyproject))
+    print(f"python -m compile doctor ({options.platform}, isolated build env: {'yes' if options.isolated else 'no'})")
     print(render(checks))
     failed = [check.name for check in checks if check.status == "fail"]
     if failed:
         print(f"\n{len(failed)} problem(s) would stop a build: {', '.join(failed)}")
         return MissingToolError.exit_code
-    print("\nready to build")
+    todo = [check.name for check in checks if check.status == "todo"]
+    print("\nready to build" + (f" (the first build creates: {', '.join(todo)})" if todo else ""))
     return 0
 
 
@@ -175,17 +183,18 @@ def command_verify(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     artifact, results = verify(args.artifact)
-    failed = [result.name for result in results if not result.ok]
+    failed = [f"{result.name} ({result.scenario}): {result.detail}" for result in results if not result.ok]
     took = time.perf_counter() - started
     if failed:
-        raise VerifyFailed(f"{artifact.variant}: {len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+        raise VerifyFailed(f"{artifact.variant}: {len(failed)} of {len(results)} checks failed:\n  "
+                           + "\n  ".join(failed))
     print(f"{artifact.variant}: all {len(results)} checks passed in {took:.1f}s")
     return 0
 
 
 def command_report(args: argparse.Namespace) -> int:
     from compile.artifact_report import render_report
-    from compile.verify import locate
+    from compile.artifacts import locate
 
     print(render_report(locate(args.artifact), modules=args.modules))
     return 0

@@ -24,12 +24,11 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import tomllib
 
+from backend.variants import BUILT_NAMES, Variant, variant_named
 from compile.errors import ConfigError, UsageError
 
 PlatformName = Literal["linux", "macos", "windows"]
-Variant = Literal["nuitka-standalone", "nuitka-onefile", "pyinstaller-onefile", "pyinstaller-onedir"]
 PLATFORMS: tuple[PlatformName, ...] = get_args(PlatformName)
-VARIANTS: tuple[Variant, ...] = get_args(Variant)
 ConsoleMode = Literal["force", "disable", "attach", "hide"]
 ENV_PREFIX = "COMPILE_"
 
@@ -47,7 +46,7 @@ class DataSpec:
 class BuildOptions:
     # what is built
     platform: PlatformName
-    variant: Variant
+    variant: str  # a built variant's name (backend.variants)
     project_root: Path
     entry_point: str = "peft_engine.py"
     product_name: str = "peft_engine"
@@ -106,12 +105,16 @@ class BuildOptions:
         return self.project_root / self.build_dir / self.variant
 
     @property
-    def tool(self) -> Literal["nuitka", "pyinstaller"]:
-        return "nuitka" if self.variant.startswith("nuitka") else "pyinstaller"
+    def spec(self) -> Variant:
+        return variant_named(self.variant)
+
+    @property
+    def tool(self) -> str:
+        return self.spec.tool
 
     @property
     def onefile(self) -> bool:
-        return self.variant.endswith("onefile")
+        return self.spec.onefile
 
     @property
     def executable_name(self) -> str:
@@ -162,10 +165,10 @@ def check_platform(value: str) -> PlatformName:
     return value  # type: ignore[return-value]
 
 
-def check_variant(value: str) -> Variant:
-    if value not in VARIANTS:
-        raise UsageError(f"unknown mode {value!r}", hint=f"use one of: {', '.join(VARIANTS)}")
-    return value  # type: ignore[return-value]
+def check_variant(value: str) -> str:
+    if value not in BUILT_NAMES:
+        raise UsageError(f"unknown mode {value!r}", hint=f"use one of: {', '.join(BUILT_NAMES)}")
+    return value
 
 
 def load_pyproject(root: Path) -> dict[str, Any]:
@@ -265,7 +268,7 @@ def resolve_options(
     *,
     project_root: Path,
     platform: PlatformName,
-    variant: Variant,
+    variant: str,
     pyproject: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     cli: Mapping[str, Any] | None = None,
@@ -288,14 +291,11 @@ def resolve_options(
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+    check_variant(variant)
     return BuildOptions(platform=platform, variant=variant, project_root=project_root.resolve(), **values)
 
 
-def replace(options: BuildOptions, **changes: Any) -> BuildOptions:
-    return dataclasses.replace(options, **changes)
-
-
 __all__ = [
-    "CONFIG_KEYS", "PLATFORMS", "VARIANTS", "BuildOptions", "DataSpec", "PlatformName", "Variant",
-    "check_platform", "check_variant", "current_platform", "file_version", "replace", "resolve_options",
+    "CONFIG_KEYS", "PLATFORMS", "BuildOptions", "DataSpec", "PlatformName",
+    "check_platform", "check_variant", "current_platform", "file_version", "resolve_options",
 ]

@@ -18,7 +18,6 @@ from typing import Any
 from backend.errors import InvalidInput
 from backend.names import path_inside
 from backend.services.adapters import AdapterStore
-from backend.services.ml_runtime import prepare_ml_imports
 from backend.services.models import ModelRegistry
 from backend.services.prompting import format_prompt
 
@@ -60,7 +59,6 @@ class InferenceService:
         if self._loaded_key == key and self._loaded is not None:
             return self._loaded
         self._loaded = None
-        prepare_ml_imports()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -136,7 +134,6 @@ class InferenceService:
         self.models.check_new_id(new_model_id)
         base = self.models.get(adapter["base_model"])
         with self._lock:
-            prepare_ml_imports()
             import torch
             from peft import PeftModel
             from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -13,14 +13,13 @@ import psutil
 
 from backend import __version__, memory_release
 from backend.runtime_paths import RuntimeLayout
-from backend.services.ml_runtime import prepare_ml_imports
+from backend.services import ml_runtime
 
 _ml_lock = threading.Lock()
 
 
 def ml_stack_info() -> dict[str, Any]:
     with _ml_lock:
-        sidecars = prepare_ml_imports()
         import peft
         import torch
         import transformers
@@ -34,7 +33,7 @@ def ml_stack_info() -> dict[str, Any]:
             "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
             "torch_threads": torch.get_num_threads(),
             "loaded_from": str(os.path.dirname(torch.__file__)),
-            "sidecar_paths": [str(path) for path in sidecars],
+            "sidecar_paths": [str(path) for path in ml_runtime.installed],
         }
 
 
@@ -42,7 +41,7 @@ def system_info(layout: RuntimeLayout, data_dir: str) -> dict[str, Any]:
     memory = psutil.virtual_memory()
     return {
         "version": __version__,
-        "mode": layout.mode.value,
+        "mode": layout.mode.name,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -74,4 +73,6 @@ def process_info() -> dict[str, Any]:
         "startup_release": asdict(released) if released else None,
         "python_allocated_blocks": sys.getallocatedblocks(),
         "modules": sorted(sys.modules),
+        "sidecar": {"on_path": [str(path) for path in ml_runtime.installed],
+                    "modules_loaded": len(ml_runtime.sidecar_modules())},
     }

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from backend import faults
 from backend.services.datasets import load_records
-from backend.services.ml_runtime import prepare_ml_imports
 from backend.services.prompting import format_record
 
 StopRequest = Literal["cancel", "stop"] | None
@@ -71,7 +71,6 @@ def steps_for(records: int, batch_size: int, max_steps: int | None, epochs: floa
 
 
 def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest]) -> TrainingOutcome:
-    prepare_ml_imports()
     emit({"type": "status", "phase": "loading"})
     started = time.perf_counter()
     import torch
@@ -160,6 +159,7 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
         if request == "stop":
             save_checkpoint(step)
             return TrainingOutcome("interrupted", step, loss_value)
+        faults.check("worker-step")
         input_ids, attention, labels = batch_for(step)
         output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
         output.loss.backward()

@@ -1,8 +1,8 @@
 """The training worker: a ``multiprocessing`` *spawn* child of the server, the same program re-run.
 
 It reports through one end of a pipe and watches two flags set by the server (cancel, stop) plus the
-server's pid: if the server disappears (even by ``kill -9``) the worker exits too, so nothing is left
-behind. A crash here only ends this process; the server sees the exit code and marks the job.
+pipe itself: if the server disappears (even by ``kill -9``) the worker exits at once, so nothing is
+left behind. A crash here only ends this process; the server sees the exit code and marks the job.
 
 Exit codes: 0 finished (completed, cancelled or interrupted, as reported), 1 training error
 (reported), 3 server gone.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 import traceback
@@ -19,12 +20,24 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from backend import faults
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_ORPHANED = 3
 
 
-def _watch_server(server_pid: int, interval: float = 0.5) -> None:
+def _watch_server(server_pid: int, conn: Connection, interval: float = 0.1) -> None:
+    """Exit the moment the server is gone, even after ``kill -9``. The server holds the only reading end of
+    our pipe, so its death closes that end: ``poll()`` on our writing end then reports POLLERR at once
+    (it waits in the kernel, without the GIL). Where a pipe cannot be polled (Windows), the parent's pid
+    is checked every ``interval`` seconds instead."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLERR | select.POLLHUP)
+        while True:
+            if poller.poll():
+                os._exit(EXIT_ORPHANED)
     while True:
         time.sleep(interval)
         if os.getppid() != server_pid:
@@ -33,7 +46,8 @@ def _watch_server(server_pid: int, interval: float = 0.5) -> None:
 
 def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int) -> None:
     """Entry point of the worker process (a module-level function, so ``spawn`` can import it)."""
-    threading.Thread(target=_watch_server, args=(server_pid,), name="server-watch", daemon=True).start()
+    threading.Thread(target=_watch_server, args=(server_pid, conn), name="server-watch", daemon=True).start()
+    faults.check("worker-start")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
     from backend.services.training import TrainingSpec, run_training
 

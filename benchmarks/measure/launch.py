@@ -8,21 +8,18 @@ answer itself, not by the ready line.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
-from backend.service_manager import http_request
+from backend_client.http import http_request
+from backend_client.process_tree import stop_tree
 from benchmarks.measure.memory import TreeMemory, measure_tree
 
 POLL_INTERVAL_S = 0.0015
@@ -127,21 +124,4 @@ def first_training_step(running: Running, timeout: float = 600.0) -> tuple[float
 
 def stop(running: Running, timeout: float = 10.0) -> float:
     """Graceful stop (SIGTERM to the launched process), then reap the whole tree; seconds to exit."""
-    try:
-        processes = [psutil.Process(running.popen.pid), *psutil.Process(running.popen.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        processes = []
-    started = time.perf_counter()
-    with contextlib.suppress(ProcessLookupError):
-        running.popen.send_signal(signal.SIGTERM)
-    try:
-        running.popen.wait(timeout)
-    except subprocess.TimeoutExpired:
-        running.popen.kill()
-        running.popen.wait()
-    took = time.perf_counter() - started
-    _, alive = psutil.wait_procs(processes, timeout=3)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    return took
+    return stop_tree(running.popen, timeout=timeout).exit_seconds

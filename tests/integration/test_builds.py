@@ -1,7 +1,9 @@
-"""Real builds of the real backend (Linux): Nuitka standalone and PyInstaller onefile, then verify.
+"""Real builds of the real backend (Linux): Nuitka standalone and PyInstaller onefile, ``compile verify`` on
+both, and mutation tests: each breaks the build in one known way, and verify must fail naming the cause.
 
 Artifacts already in dist/ (CI's build stage makes them) are reused; missing ones are built here, so
-the full test suite also works from a fresh clone, slowly.
+the full test suite also works from a fresh clone, slowly. A mutated artifact is a hard-linked copy
+(cheap, and the original stays intact); what a mutation changes is replaced, never edited in place.
 """
 
 from __future__ import annotations
@@ -14,51 +16,83 @@ from pathlib import Path
 
 import pytest
 
-from backend.service_manager import REPO_ROOT
+from backend.variants import NUITKA_STANDALONE, PYINSTALLER_ONEFILE, variant_named
+from backend_client.manager import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.build]
 
-COMMANDS = {
-    "nuitka-standalone": ["standalone"],
-    "pyinstaller-onefile": ["pyinstaller", "--onefile"],
-}
+BUILT_HERE = (NUITKA_STANDALONE.name, PYINSTALLER_ONEFILE.name)
 
 
-def compile_cli(*args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+def compile_cli(*args: str, timeout: float = 3600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "compile", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def artifact(variant: str) -> Path:
     folder = REPO_ROOT / "dist" / variant
     if not (folder / "build.json").is_file():
-        result = compile_cli(*COMMANDS[variant])
+        result = compile_cli(*variant_named(variant).build_args)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return folder
 
 
-@pytest.mark.parametrize("variant", sorted(COMMANDS))
+def linked_copy(variant: str, tmp_path: Path) -> Path:
+    copy = tmp_path / variant
+    shutil.copytree(artifact(variant), copy, copy_function=os.link)
+    return copy
+
+
+@pytest.mark.parametrize("variant", BUILT_HERE)
 def test_verify_passes(variant: str) -> None:
     result = compile_cli("verify", str(artifact(variant)), timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    for check in ("ready line", "data files", "idle process", "ml imports", "training job", "generation", "graceful shutdown"):
+    for check in ("ready line", "data files", "idle process", "generate (first use)", "stream (first use)",
+                  "ml imports (first use)", "training (first use)", "merge (first use)", "graceful shutdown"):
         assert f"[ok  ] {check}" in result.stdout
 
 
-def test_verify_names_a_deleted_data_file(tmp_path: Path) -> None:
-    source = artifact("nuitka-standalone")
-    copy = tmp_path / "nuitka-standalone"
-    shutil.copytree(source, copy, copy_function=os.link)  # hard links: cheap, and the original stays intact
-    victim = copy / "peft_engine" / "backend" / "resources" / "presets" / "lora-presets.json"
-    victim.unlink()
-    result = compile_cli("verify", str(copy), timeout=900)
+def test_verify_names_a_deleted_data_file_even_under_python_O(tmp_path: Path) -> None:
+    """Checks are not ``assert``: run with ``python -O``, verify still fails."""
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    (copy / "peft_engine" / "backend" / "resources" / "presets" / "lora-presets.json").unlink()
+    result = subprocess.run([sys.executable, "-O", "-m", "compile", "verify", str(copy)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 7, result.stdout + result.stderr
     assert "[FAIL] data files" in result.stdout
     assert "backend/resources/presets/lora-presets.json missing or unreadable" in result.stdout
 
 
+def test_verify_names_torch_removed_from_the_sidecar(tmp_path: Path) -> None:
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    shutil.rmtree(copy / "peft_engine" / "ml_sidecar" / "torch")
+    result = compile_cli("verify", str(copy), timeout=900)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] generate (first use)" in result.stdout
+    assert "No module named 'torch'" in result.stdout
+
+
+def test_verify_names_a_sidecar_that_is_not_on_the_import_path(tmp_path: Path) -> None:
+    """The sidecar shipped but not found where the build looks for it: the first generation would fail."""
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    (copy / "peft_engine" / "ml_sidecar").rename(copy / "peft_engine" / "ml_sidecar.moved")
+    result = compile_cli("verify", str(copy), timeout=900)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] idle process" in result.stdout
+    assert "the ML sidecar is not on the import path at startup" in result.stdout
+    assert "[FAIL] stream (first use)" in result.stdout and "ModuleNotFoundError" in result.stdout
+
+
+def test_verify_names_a_worker_that_cannot_start() -> None:
+    result = compile_cli("verify", str(artifact(NUITKA_STANDALONE.name)), timeout=900,
+                         env={"PEFT_ENGINE_FAULTS": "worker-start"})
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] training (first use)" in result.stdout
+    assert "ended 'failed': worker exited with code 1 without a result" in result.stdout
+
+
 def test_report_explains_the_standalone_build() -> None:
-    result = compile_cli("report", str(artifact("nuitka-standalone")), "--modules")
+    result = compile_cli("report", str(artifact(NUITKA_STANDALONE.name)), "--modules")
     assert result.returncode == 0, result.stderr
     assert "sidecar" in result.stdout and "torch" in result.stdout
     assert "compiled" in result.stdout and "bytecode" in result.stdout

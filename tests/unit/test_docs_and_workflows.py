@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backend.service_manager import REPO_ROOT
+from backend_client.manager import REPO_ROOT
 from benchmarks.cli import build_parser as benchmarks_parser
 from compile.cli import build_parser as compile_parser
 

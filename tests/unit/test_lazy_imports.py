@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from backend.service_manager import REPO_ROOT
+from backend_client.manager import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "peft", "accelerate", "numpy", "safetensors", "tokenizers")
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from backend.runtime_paths import current_layout
-from backend.service_manager import REPO_ROOT
 from backend.services.datasets import validate_jsonl
 from backend.services.resources import REQUIRED_RESOURCE_FILES, BundledResources
+from backend_client.manager import REPO_ROOT
 
 
 def test_required_files_present() -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from backend.api.routes.jobs import sse_message
-from backend.service_manager import BackendStartError, ReadyInfo, parse_sse
+from backend_client.http import parse_sse
+from backend_client.manager import BackendStartError, ReadyInfo
 
 
 def test_sse_roundtrip() -> None:

@@ -13,4 +13,4 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 def health(request: Request) -> dict[str, object]:
-    return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.value, "pid": os.getpid()}
+    return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.name, "pid": os.getpid()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from backend.schemas import GenerateRequest
 from backend.services.inference import GenerationRequest
 
 router = APIRouter(prefix="/api", tags=["inference"])
+log = logging.getLogger(__name__)
 
 
 @router.post("/generate", response_model=None)
@@ -32,9 +34,15 @@ async def generate(body: GenerateRequest, request: Request, inference: Inference
 
     def events() -> Iterator[str]:
         pieces = []
-        for index, piece in enumerate(inference.stream(generation), start=1):
-            pieces.append(piece)
-            yield f"id: {index}\nevent: token\ndata: {json.dumps({'text': piece})}\n\n"
+        try:
+            for index, piece in enumerate(inference.stream(generation), start=1):
+                pieces.append(piece)
+                yield f"id: {index}\nevent: token\ndata: {json.dumps({'text': piece})}\n\n"
+        except Exception as exc:  # the 200 is sent already: end the stream with an event saying why
+            log.exception("streamed generation failed")
+            error = {"code": "internal", "message": f"generation failed ({type(exc).__name__}); see the log"}
+            yield f"event: error\ndata: {json.dumps(error)}\n\n"
+            return
         yield f"event: done\ndata: {json.dumps({'text': ''.join(pieces)})}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

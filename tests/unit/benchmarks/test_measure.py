@@ -73,7 +73,7 @@ def test_size_and_eviction(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_startup_of_the_real_source_backend(tmp_path: Path) -> None:
-    from backend.service_manager import REPO_ROOT
+    from backend_client.manager import REPO_ROOT
     from benchmarks.measure.launch import launch, stop
 
     running = launch((sys.executable, "-m", "backend"), cwd=REPO_ROOT, data_dir=tmp_path)

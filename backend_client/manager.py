@@ -1,9 +1,8 @@
 """Spawn and supervise a backend: the Python counterpart of the desktop app's BackendServiceManager.
 
-Used by ``compile verify``, the benchmarks and the integration tests, and the reference for the app's
-own manager. It works the same for every variant: ``python -m backend`` from source or a built
-artifact (Nuitka standalone / onefile, PyInstaller onedir / onefile). The protocol (docs/user-guide/
-protocol.md):
+Used by ``compile verify``, the benchmarks and the tests, and the reference for the app's own manager.
+It works the same for every variant: ``python -m backend`` from source or a built artifact (Nuitka
+standalone / onefile, PyInstaller onedir / onefile). The protocol (docs/user-guide/protocol.md):
 
 1. spawn with ``--port 0 --parent-pid <ours> --data-dir <dir>`` and the token in ``PEFT_ENGINE_TOKEN``
    (environment, not argv, so other users cannot read it from the process list);
@@ -14,29 +13,29 @@ protocol.md):
    process tree (a onefile build is a bootstrap process plus its child; training adds a worker).
 
 The manager restarts a backend that dies unexpectedly, with exponential backoff and a bounded number
-of attempts. This module is not imported by the backend itself, so it never ships inside a build.
+of attempts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from backend_client.http import Response, http_request, iter_sse, open_stream
+from backend_client.process_tree import StopReport, stop_tree, tree
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,9 @@ class LaunchSpec:
     """How to start one backend variant."""
 
     command: tuple[str, ...]
-    data_dir: Path
+    data_dir: Path | None  # None: the backend's own default (the per-user data dir under HOME)
     cwd: Path | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str | None] = field(default_factory=dict)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     ready_timeout_s: float = 120.0
     extra_args: tuple[str, ...] = ()
@@ -96,56 +95,18 @@ class LaunchSpec:
         return cls(command=(sys.executable, "-m", "backend"), data_dir=data_dir, cwd=REPO_ROOT, **kwargs)
 
     @classmethod
-    def artifact(cls, executable: Path, data_dir: Path, **kwargs: Any) -> LaunchSpec:
+    def artifact(cls, executable: Path, data_dir: Path | None, **kwargs: Any) -> LaunchSpec:
         return cls(command=(str(executable),), data_dir=data_dir, **kwargs)
 
     def argv(self) -> list[str]:
-        return [*self.command, "--port", "0", "--parent-pid", str(os.getpid()),
-                "--data-dir", str(self.data_dir), *self.extra_args]
+        data_dir = ["--data-dir", str(self.data_dir)] if self.data_dir is not None else []
+        return [*self.command, "--port", "0", "--parent-pid", str(os.getpid()), *data_dir, *self.extra_args]
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self.env, TOKEN_ENV: self.token, "PYTHONUNBUFFERED": "1"}
-        env.pop("PEFT_ENGINE_PORT", None)
-        return env
-
-
-@dataclass(frozen=True)
-class StopReport:
-    graceful: bool  # exited on its own after the shutdown request, within the timeout
-    exit_code: int | None
-    seconds: float
-    leftover_pids: tuple[int, ...]  # processes of the tree still alive after everything (should be none)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http_request(
-    port: int, method: str, path: str, body: Any = None, *, token: str | None = None, timeout: float = 60.0,
-    headers: Mapping[str, str] | None = None, raw_body: bytes | None = None,
-) -> Response:
-    """One request to a backend on 127.0.0.1: JSON ``body`` (or ``raw_body``), bearer ``token`` if given."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        sent_headers = {"Host": f"127.0.0.1:{port}", **(headers or {})}
-        if token is not None:
-            sent_headers["Authorization"] = f"Bearer {token}"
-        payload = raw_body
-        if body is not None:
-            payload = json.dumps(body).encode()
-            sent_headers["Content-Type"] = "application/json"
-        connection.request(method, path, body=payload, headers=sent_headers)
-        response = connection.getresponse()
-        return Response(response.status, dict(response.getheaders()), response.read())
-    finally:
-        connection.close()
+        """Ours, with ``env`` on top (a value of None removes the variable), the token and unbuffered output."""
+        merged: dict[str, str | None] = {**os.environ, **self.env, TOKEN_ENV: self.token, "PYTHONUNBUFFERED": "1"}
+        merged.pop("PEFT_ENGINE_PORT", None)
+        return {key: value for key, value in merged.items() if value is not None}
 
 
 class BackendProcess:
@@ -153,7 +114,8 @@ class BackendProcess:
 
     def __init__(self, spec: LaunchSpec):
         self.spec = spec
-        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        if spec.data_dir is not None:
+            spec.data_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = Path(tempfile.mkstemp(prefix="peft-engine-", suffix=".stderr.log")[1])
         self._stderr = self.stderr_path.open("wb")
         popen_kwargs: dict[str, Any] = {}
@@ -167,6 +129,8 @@ class BackendProcess:
             stdout=subprocess.PIPE, stderr=self._stderr, **popen_kwargs,
         )
         self._ready_line: str | None = None
+        self.extra_stdout: list[str] = []
+        self.stopped = False  # stop() was called: its exit is deliberate, not a crash
         self._line_seen = threading.Event()
         self._reader = threading.Thread(target=self._read_stdout, name="backend-stdout", daemon=True)
         self._reader.start()
@@ -176,14 +140,17 @@ class BackendProcess:
     def _read_stdout(self) -> None:
         assert self.popen.stdout is not None
         for raw in self.popen.stdout:
+            line = raw.decode("utf-8", "replace").strip()
             if self._ready_line is None:
-                self._ready_line = raw.decode("utf-8", "replace").strip()
+                self._ready_line = line
                 self._line_seen.set()
-            # Later lines are a protocol violation; drain them so the backend never blocks on a full pipe.
+            else:  # a protocol violation, kept for the tests; drained so the backend never blocks on a full pipe
+                self.extra_stdout.append(line)
         self._line_seen.set()
 
     def stderr_tail(self, lines: int = 30) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         text = self.stderr_path.read_text(encoding="utf-8", errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
@@ -227,76 +194,59 @@ class BackendProcess:
                             timeout=timeout, headers=headers, raw_body=raw_body)
 
     def stream_events(
-        self, path: str, *, last_event_id: int | None = None, timeout: float = 120.0
+        self, path: str, *, last_event_id: int | str | None = None, timeout: float = 120.0,
+        method: str = "GET", body: Any = None,
     ) -> list[dict[str, Any]]:
-        """Read a server-sent-event stream to its end; returns ``{"id", "event", "data"}`` dicts."""
-        assert self.ready is not None
-        connection = http.client.HTTPConnection("127.0.0.1", self.ready.port, timeout=timeout)
-        headers = {"Authorization": f"Bearer {self.ready.token}", "Accept": "text/event-stream"}
-        if last_event_id is not None:
-            headers["Last-Event-ID"] = str(last_event_id)
+        """Read a server-sent-event stream to its end; returns ``{"id", "event", "data"}`` dicts. A stream
+        cut before its end raises (``http.client.IncompleteRead``), as a browser would report it."""
+        return list(self.iter_events(path, last_event_id=last_event_id, timeout=timeout, method=method, body=body))
+
+    def iter_events(
+        self, path: str, *, last_event_id: int | str | None = None, timeout: float = 120.0,
+        method: str = "GET", body: Any = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The events of a stream as they arrive; closing the iterator closes the connection."""
+        if self.ready is None:
+            raise ServiceManagerError("backend is not ready")
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        connection, response = open_stream(self.ready.port, method, path, body, token=self.ready.token,
+                                           timeout=timeout, headers=headers)
         try:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
             if response.status != 200:
-                raise ServiceManagerError(f"GET {path}: {response.status} {response.read()[:300]!r}")
-            return parse_sse(response.read().decode("utf-8"))
+                raise ServiceManagerError(f"{method} {path}: {response.status} {response.read()[:300]!r}")
+            yield from iter_sse(iter(response.readline, b""))
         finally:
             connection.close()
 
     # -- processes ----------------------------------------------------------------------------------
+    @property
+    def server_pid(self) -> int:
+        """The process serving HTTP: the launched one, or in a onefile build the child it started."""
+        return self.ready.pid if self.ready is not None else self.popen.pid
+
     def process_tree(self) -> list[psutil.Process]:
         """The launched process and all its descendants that are alive now."""
-        try:
-            root = psutil.Process(self.popen.pid)
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        self._known_pids.update(process.pid for process in tree)
-        return tree
+        processes = tree(self.popen.pid)
+        self._known_pids.update(process.pid for process in processes)
+        return processes
 
     def stop(self, timeout: float = 5.0, *, via_http: bool = True) -> StopReport:
-        started = time.perf_counter()
-        snapshot = self.process_tree()
-        requested = False
-        if self.popen.poll() is None:
-            if via_http and self.ready is not None:
-                try:
-                    requested = self.request("POST", "/api/shutdown", timeout=2).status == 202
-                except OSError:
-                    requested = False
-            if not requested:
-                self._signal_terminate()
-        graceful = True
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            graceful = False
-        survivors = [p for p in snapshot if _alive(p)]
-        if survivors:
-            # A clean exit takes its workers along within the grace time; give them that, then force.
-            _, survivors = psutil.wait_procs(survivors, timeout=2.0)
-        for process in survivors:
-            graceful = False
-            with contextlib.suppress(psutil.Error):
-                process.terminate()
-        _, survivors = psutil.wait_procs(survivors, timeout=2.0)
-        for process in survivors:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
-        psutil.wait_procs(survivors, timeout=2.0)
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(5)
-        leftovers = tuple(pid for pid in self._known_pids if _pid_alive(pid))
-        self._stderr.close()
-        return StopReport(graceful, self.popen.returncode, time.perf_counter() - started, leftovers)
+        """Stop gracefully (``POST /api/shutdown``, or SIGTERM when ``via_http`` is off or that fails), then
+        reap whatever is left of the tree; the report lists any process left behind."""
+        self.process_tree()
 
-    def _signal_terminate(self) -> None:
-        if os.name == "nt":
-            self.popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        else:
-            self.popen.send_signal(signal.SIGTERM)
+        def ask() -> bool:
+            if not via_http or self.ready is None:
+                return False
+            try:
+                return self.request("POST", "/api/shutdown", timeout=2).status == 202
+            except OSError:
+                return False
+
+        self.stopped = True
+        report = stop_tree(self.popen, timeout=timeout, ask=ask, known_pids=self._known_pids)
+        self._stderr.close()
+        return report
 
 
 class ServiceManager:
@@ -344,7 +294,7 @@ class ServiceManager:
     def _supervise(self) -> None:
         while not self._stopping.is_set():
             current = self.current
-            if current is None or current.popen.poll() is None:
+            if current is None or current.popen.poll() is None or current.stopped:
                 self._stopping.wait(0.2)
                 continue
             code = current.popen.returncode
@@ -390,39 +340,3 @@ class ServiceManager:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def parse_sse(text: str) -> list[dict[str, Any]]:
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        entry: dict[str, Any] = {}
-        data_lines = []
-        for line in block.split("\n"):
-            if not line or line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data_lines.append(value)
-            elif name in ("id", "event"):
-                entry[name] = value
-        if data_lines:
-            entry["data"] = json.loads("\n".join(data_lines))
-            events.append(entry)
-    return events
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        return _alive(psutil.Process(pid))
-    except psutil.NoSuchProcess:
-        return False
-
-
