@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backend import __version__
 from backend.api.router import build_router
 from backend.errors import ServiceError
+from backend.responses import ERROR_DESCRIPTIONS, ErrorBody
 from backend.runtime_paths import RuntimeLayout, current_layout
 from backend.security import HostCheckMiddleware
 from backend.services.container import Services, build_services
 from backend.services.lifecycle import Lifecycle
 from backend.settings import Settings
+from backend.storage_errors import as_insufficient_storage
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,34 @@ def create_app(
     app.add_middleware(HostCheckMiddleware)
     app.include_router(build_router())
     _install_error_handlers(app)
+    _document_validation_errors(app)
     return app
+
+
+def _document_validation_errors(app: FastAPI) -> None:
+    """FastAPI documents every 422 with its own body (``HTTPValidationError``); this app answers 422 with
+    its error body (``_install_error_handlers``), so the document says that instead."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "422" in operation.get("responses", {}):
+                    operation["responses"]["422"] = {
+                        "description": ERROR_DESCRIPTIONS[422],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    }
+        components = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        components.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def warm_request(app: FastAPI, path: str = "/health") -> int:
@@ -114,6 +147,15 @@ def warm_routes(app: FastAPI) -> int:
     return built
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: MutableMapping[str, object]) -> list[str]:
+    """Every method some route takes at this path (Starlette's own 405 names only the first route's)."""
+    return [method for method in HTTP_METHODS
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)]
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -134,6 +176,35 @@ def _install_error_handlers(app: FastAPI) -> None:
                                    for e in exc.errors()]}},
             status_code=422,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors (an unknown path, a method the path does not take) in the same error format;
+        a 405 lists every method the path takes in ``Allow``."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            body = {"code": "method_not_allowed",
+                    "message": f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"}
+        elif exc.status_code == 404:
+            body = {"code": "not_found", "message": f"no route {request.url.path}; see /docs for the API"}
+        elif exc.status_code == 400:  # a body FastAPI could not parse (not JSON, not UTF-8)
+            body = {"code": "invalid_request", "message": f"{exc.detail}: send a JSON body encoded as UTF-8"}
+        else:
+            body = {"code": "http_error", "message": str(exc.detail)}
+        return JSONResponse({"error": body}, status_code=exc.status_code, headers=headers)
+
+    async def storage_or_internal(request: Request, exc: Exception) -> JSONResponse:
+        """A full disk is the user's to fix: 507 saying so. Any other I/O or database error: 500."""
+        full = as_insufficient_storage(exc, request.app.state.settings.data_dir)
+        if full is not None:
+            log.warning("%s %s: %s", request.method, request.url.path, full.message)
+            return await service_error(request, full)
+        return await unexpected(request, exc)
+
+    app.add_exception_handler(OSError, storage_or_internal)
+    app.add_exception_handler(sqlite3.Error, storage_or_internal)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

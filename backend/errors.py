@@ -50,3 +50,10 @@ class PayloadTooLarge(ServiceError):
 class Unavailable(ServiceError):
     status_code = 503
     code = "unavailable"
+
+
+class InsufficientStorage(ServiceError):
+    """The disk holding the data dir is full: nothing was changed."""
+
+    status_code = 507
+    code = "insufficient_storage"

@@ -30,6 +30,7 @@ EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
 SETTLE_AFTER_READY_S = 0.3
+PRIVATE_UMASK = 0o077
 
 log = logging.getLogger("backend")
 
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peft_engine: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    if os.name == "posix":  # every file the server and its workers write is this user's alone
+        os.umask(PRIVATE_UMASK)
     import uvicorn
 
     from backend.app import create_app, warm_request, warm_routes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from backend.errors import InvalidInput
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 NAME_RULE = "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {
     f"LPT{i}" for i in range(1, 10)
@@ -19,7 +19,8 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 
 
 
 def is_valid_name(name: str) -> bool:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    # fullmatch, not match: a pattern ending in `$` also matches before a final newline ("x\n")
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         return False
     if name.endswith(".") or ".." in name:
         return False

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_PATH_LENGTH = 4096  # PATH_MAX on Linux; longer is never a real path
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path cannot contain a NUL character")
+    return value
+
+
+LocalPath = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH), AfterValidator(_no_nul)]
 
 
 class StrictBody(BaseModel):
@@ -10,6 +23,10 @@ class StrictBody(BaseModel):
 
 
 class JobCreate(StrictBody):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 3, "checkpoint_every": 0},
+    ]})
+
     model: str = Field(..., description="model id (see GET /api/models)")
     dataset: str = Field(..., description="dataset id (see GET /api/datasets)")
     adapter_name: str | None = Field(None, description="name of the adapter to save; default: the job id")
@@ -29,7 +46,7 @@ class JobCreate(StrictBody):
 
 class ModelRegister(StrictBody):
     name: str = Field(..., description="id for the model")
-    path: str = Field(..., min_length=1, description="local folder written by save_pretrained")
+    path: LocalPath = Field(..., description="local folder written by save_pretrained")
 
 
 class AdapterMerge(StrictBody):
@@ -55,4 +72,4 @@ class GenerateRequest(StrictBody):
 
 
 class BundleFilesCheck(StrictBody):
-    paths: list[str] = Field(..., min_length=1, max_length=10_000, description="relative to the bundle root")
+    paths: list[LocalPath] = Field(..., min_length=1, max_length=10_000, description="relative to the bundle root")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from backend.services.models import ModelRegistry
 from backend.services.resources import BundledResources
 from backend.services.store import Store
 from backend.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,11 +43,28 @@ class Services:
         self.store.close()
 
 
+PRIVATE_DIR_MODE = 0o700
+
+
 def resolve_data_dir(settings: Settings, layout: RuntimeLayout) -> Path:
+    """The data dir, created if needed and private to this user: it holds training data, adapters and
+    logs, which other local users must not read (as ssh keeps ``~/.ssh``, Jupyter its runtime files)."""
     data_dir = (settings.data_dir or default_data_dir()).expanduser().resolve()
     layout.check_data_dir(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    make_private(data_dir)
     return data_dir
+
+
+def make_private(folder: Path) -> None:
+    """Take group and other access away from a folder this user owns (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":
+        return
+    status = folder.stat()
+    if status.st_uid == os.getuid() and stat.S_IMODE(status.st_mode) & 0o077:
+        log.info("data dir %s was readable by other users (%o); now %o", folder, stat.S_IMODE(status.st_mode),
+                 PRIVATE_DIR_MODE)
+        folder.chmod(PRIVATE_DIR_MODE)
 
 
 def build_services(settings: Settings, layout: RuntimeLayout, lifecycle: Lifecycle | None = None) -> Services:

@@ -71,6 +71,12 @@ def validate_jsonl(path: Path, max_lines: int) -> ValidationReport:
             except json.JSONDecodeError as exc:
                 errors.append(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
                 continue
+            except RecursionError:
+                errors.append(f"line {number}: JSON nested too deeply")
+                continue
+            except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                errors.append(f"line {number}: unreadable JSON value ({exc})")
+                continue
             problem = validate_record(value)
             if problem:
                 errors.append(f"line {number}: {problem}")

@@ -11,6 +11,12 @@ State machine (persisted in SQLite):
 
 Each worker is a ``multiprocessing`` spawn child (the same program, frozen or not). One monitor thread
 per worker turns what it reports into job events and row updates, and notices when it dies.
+
+No failure leaves a job ``running`` without a worker: the monitor is started before anything else can
+fail and always concludes the job; when progress cannot be recorded (a full disk), the worker is told
+to stop and the job ends ``failed``, resumable from its last checkpoint; and a final state that cannot
+be written is kept in memory, shown by every query and written once the database accepts it again.
+Each row change is written together with the event that announces it (``Store.transition``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -27,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from backend import faults
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.names import check_name, path_inside
 from backend.services.adapters import AdapterStore
@@ -54,7 +62,8 @@ class RunningWorker:
     stop: Any
     monitor: threading.Thread | None = None
     outcome: dict[str, Any] | None = None
-    error: str | None = None
+    error: str | None = None  # what the worker reported when training raised
+    record_error: str | None = None  # what the server failed to record (the job is stopped for it)
     finished: threading.Event = field(default_factory=threading.Event)
 
 
@@ -81,17 +90,17 @@ class JobManager:
         self._lock = threading.RLock()
         self._running: RunningWorker | None = None
         self._accepting = True
+        self._unrecorded: dict[str, dict[str, Any]] = {}  # final states the database refused, by job
         self._context = multiprocessing.get_context("spawn")
         jobs_folder.mkdir(parents=True, exist_ok=True)
 
     # -- startup / shutdown ------------------------------------------------------------------------
     def recover(self) -> list[str]:
         """Mark jobs left ``running`` by a previous server as ``interrupted``; start the queue."""
-        moved = self.store.set_status_where(
-            "interrupted", ("running",), "the server stopped while this job was running; resume it"
-        )
+        error = "the server stopped while this job was running; resume it"
+        moved = [job["id"] for job in self.store.list_jobs() if job["status"] == "running"]
         for job_id in moved:
-            self._event(job_id, "state", {"status": "interrupted", "reason": "server restarted"})
+            self._finish(job_id, "interrupted", error=error, finished_at=None)
         self._schedule()
         return moved
 
@@ -111,23 +120,41 @@ class JobManager:
 
     # -- queries -----------------------------------------------------------------------------------
     def list(self) -> list[dict[str, Any]]:
-        return self.store.list_jobs()
+        self._flush_unrecorded()
+        return [self._overlay(job) for job in self.store.list_jobs()]
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._row(job_id)
 
     def _row(self, job_id: str) -> dict[str, Any]:
+        self._flush_unrecorded()
         job = self.store.get_job(job_id)
         if job is None:
             raise NotFound(f"job {job_id!r} not found")
-        return job
+        return self._overlay(job)
+
+    def _overlay(self, job: dict[str, Any]) -> dict[str, Any]:
+        pending = self._unrecorded.get(job["id"])
+        return {**job, **pending} if pending else job
+
+    def _flush_unrecorded(self) -> None:
+        """Write the final states the database refused earlier, now that it may accept them."""
+        for job_id, fields in list(self._unrecorded.items()):
+            data = {key: value for key, value in fields.items() if key != "finished_at"}
+            try:
+                self.store.transition(job_id, fields, "state", data)
+            except sqlite3.Error:
+                return  # still refused: try again on the next query
+            self._unrecorded.pop(job_id, None)
+            log.info("recorded the final state of job %s (%s)", job_id, fields["status"])
+            self.notifier.notify(job_id)
 
     def events_after(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
         return self.store.events_after(job_id, after_seq)
 
     def active_jobs_using(self, *, dataset: str | None = None, model: str | None = None) -> list[str]:
         return [
-            job["id"] for job in self.store.list_jobs()
+            job["id"] for job in self.list()
             if job["status"] in ACTIVE
             and (dataset is None or job["config"]["dataset"] == dataset)
             and (model is None or job["config"]["model"] == model)
@@ -143,7 +170,7 @@ class JobManager:
             if not self._accepting:
                 raise Conflict("the server is shutting down; no new jobs are accepted")
             self.store.insert_job(job_id, config, config["total_steps"])
-        self._event(job_id, "state", {"status": "queued"})
+        self.notifier.notify(job_id)
         self._schedule()
         return self.get(job_id)
 
@@ -168,7 +195,7 @@ class JobManager:
             check_name(adapter_name, "adapter_name")
             self.adapters.check_new_id(adapter_name, field="adapter_name")
             if any(job["config"].get("adapter_name") == adapter_name and job["status"] in ACTIVE
-                   for job in self.store.list_jobs()):
+                   for job in self.list()):
                 raise Conflict(f"an active job already writes adapter {adapter_name!r}", field="adapter_name")
         if request.get("max_steps") is not None and request.get("epochs") is not None:
             raise InvalidInput("give either max_steps or epochs, not both", field="max_steps")
@@ -220,17 +247,23 @@ class JobManager:
                 raise Conflict(
                     f"job {job_id!r} is {job['status']}; only {' or '.join(RESUMABLE)} jobs can be resumed"
                 )
-            self.store.update_job(job_id, status="queued", error=None, finished_at=None)
-        self._event(job_id, "state", {"status": "queued", "resume_from_step": job["checkpoint_step"] or 0})
+            self.store.transition(job_id, {"status": "queued", "error": None, "finished_at": None}, "state",
+                                  {"status": "queued", "resume_from_step": job["checkpoint_step"] or 0})
+        self.notifier.notify(job_id)
         self._schedule()
         return self.get(job_id)
 
     # -- worker lifecycle --------------------------------------------------------------------------
     def _schedule(self) -> None:
+        """Start the oldest queued job when none is running. Never raises: it runs in monitor threads."""
         with self._lock:
             if self._running is not None or not self._accepting:
                 return
-            queued = [job for job in self.store.list_jobs() if job["status"] == "queued"]
+            try:
+                queued = [job for job in self.list() if job["status"] == "queued"]
+            except sqlite3.Error:
+                log.exception("could not read the queue; it is read again at the next change")
+                return
             if not queued:
                 return
             job = min(queued, key=lambda j: j["created_at"])
@@ -239,9 +272,12 @@ class JobManager:
             except Exception as exc:  # e.g. the model folder vanished since the job was queued
                 log.exception("could not start job %s", job["id"])
                 self._finish(job["id"], "failed", error=f"could not start: {type(exc).__name__}: {exc}")
+                if job["id"] in self._unrecorded:
+                    return  # the database refuses writes: starting the next would fail the same way
                 self._schedule()
 
     def _start(self, job: dict[str, Any]) -> None:
+        faults.check("job-start")
         config = job["config"]
         job_dir = path_inside(self.jobs_folder, job["id"], "job")
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -275,14 +311,28 @@ class JobManager:
         sender.close()  # the worker holds the only writer: EOF here means it is gone
         running = RunningWorker(job_id=job["id"], process=process, conn=receiver, cancel=cancel, stop=stop)
         self._running = running
-        self.store.update_job(
-            job["id"], status="running", started_at=time.time(), error=None, attempts=job["attempts"] + 1
-        )
-        self._event(job["id"], "state", {"status": "running", "worker_pid": process.pid, "resume": spec.resume})
+        # The monitor first: from here on, whatever fails, the job is concluded when the worker ends.
         running.monitor = threading.Thread(
             target=self._monitor, args=(running,), name=f"monitor-{job['id']}", daemon=True
         )
         running.monitor.start()
+        try:
+            self.store.transition(
+                job["id"], {"status": "running", "started_at": time.time(), "error": None,
+                            "attempts": job["attempts"] + 1},
+                "state", {"status": "running", "worker_pid": process.pid, "resume": spec.resume},
+            )
+        except Exception as exc:
+            self._cannot_record(running, "the start", exc)
+        self.notifier.notify(job["id"])
+
+    def _cannot_record(self, running: RunningWorker, what: str, exc: Exception) -> None:
+        """A job whose progress cannot be recorded cannot be followed: stop its worker (it checkpoints
+        first when it can), and let the monitor conclude it as failed."""
+        if running.record_error is None:
+            log.exception("could not record %s of job %s; stopping its worker", what, running.job_id)
+            running.record_error = f"could not record {what} ({type(exc).__name__}: {exc})"
+        running.stop.set()
 
     def _monitor(self, running: RunningWorker) -> None:
         job_id = running.job_id
@@ -292,53 +342,51 @@ class JobManager:
                     message = running.conn.recv()
                 except (EOFError, OSError):
                     break
-                self._handle(job_id, running, message)
+                if running.record_error is None:
+                    try:
+                        self._handle(job_id, running, message)
+                    except Exception as exc:
+                        self._cannot_record(running, f"job progress ({message.get('type')})", exc)
+                else:  # keep reading, so the worker never blocks on a full pipe; remember how it ended
+                    self._remember(running, message)
         finally:
             running.conn.close()
             running.process.join()
             self._conclude(running)
 
+    @staticmethod
+    def _remember(running: RunningWorker, message: dict[str, Any]) -> None:
+        if message.get("type") == "finished":
+            running.outcome = message
+        elif message.get("type") == "error":
+            running.error = message.get("message")
+
     def _handle(self, job_id: str, running: RunningWorker, message: dict[str, Any]) -> None:
         kind = message.get("type")
+        self._remember(running, message)
         if kind == "step":
-            self.store.update_job(job_id, current_step=message["step"], last_loss=message["loss"])
-            self._event(job_id, "step", message)
+            faults.check("monitor-write")
+            self.store.transition(job_id, {"current_step": message["step"], "last_loss": message["loss"]},
+                                  "step", message)
+            self.notifier.notify(job_id)
         elif kind == "checkpoint":
-            self.store.update_job(job_id, checkpoint_step=message["step"])
-            self._event(job_id, "checkpoint", message)
+            self.store.transition(job_id, {"checkpoint_step": message["step"]}, "checkpoint", message)
+            self.notifier.notify(job_id)
         elif kind == "status":
             self._event(job_id, "status", message)
-        elif kind == "finished":
-            running.outcome = message
         elif kind == "error":
-            running.error = message["message"]
             log.error("job %s failed in the worker:\n%s", job_id, message.get("traceback", ""))
 
     def _conclude(self, running: RunningWorker) -> None:
+        """Record how the worker ended; always leaves no job running without a worker, and never raises."""
         job_id = running.job_id
-        exitcode = running.process.exitcode
-        outcome = running.outcome
         try:
-            if running.cancel.is_set():
-                self._finish(job_id, "cancelled", error=None)
+            status, error, fields = self._outcome(running)
+            self._finish(job_id, status, error=error, **fields)
+            if status == "cancelled":
                 shutil.rmtree(self.jobs_folder / job_id / "checkpoint", ignore_errors=True)
-            elif outcome is not None and outcome["status"] == "completed":
-                job = self._row(job_id)
-                adapter = self.adapters.record(
-                    job["config"]["adapter_name"], job_id=job_id, base_model=job["config"]["model"],
-                    final_loss=outcome["loss"],
-                )
-                self._finish(job_id, "completed", error=None, adapter_id=adapter["id"])
-            elif outcome is not None and outcome["status"] == "interrupted":
-                self._finish(job_id, "interrupted", error="stopped with the server; resume it to continue")
-            elif running.error is not None:
-                self._finish(job_id, "failed", error=running.error)
-            elif exitcode is not None and exitcode < 0:
-                self._finish(job_id, "interrupted", error=f"worker killed by signal {-exitcode}; resume it")
-            else:
-                self._finish(job_id, "failed", error=f"worker exited with code {exitcode} without a result")
         except Exception:
-            log.exception("could not record the end of job %s", job_id)
+            log.exception("could not conclude job %s", job_id)
             self._finish(job_id, "failed", error="could not record the result; see the log")
         finally:
             with self._lock:
@@ -347,15 +395,49 @@ class JobManager:
             running.finished.set()
             self._schedule()
 
+    def _outcome(self, running: RunningWorker) -> tuple[str, str | None, dict[str, Any]]:
+        """(status, error, extra fields) from how the worker ended; the first that applies wins."""
+        exitcode, outcome = running.process.exitcode, running.outcome
+        if outcome is not None and outcome["status"] == "completed":
+            job = self._row(running.job_id)
+            try:
+                adapter = self.adapters.record(
+                    job["config"]["adapter_name"], job_id=running.job_id, base_model=job["config"]["model"],
+                    final_loss=outcome["loss"],
+                )
+            except Exception as exc:
+                log.exception("could not record the adapter of job %s", running.job_id)
+                return "failed", f"trained, but the adapter could not be recorded ({type(exc).__name__}: {exc})", {}
+            return "completed", None, {"adapter_id": adapter["id"]}
+        if running.cancel.is_set():
+            return "cancelled", None, {}
+        if running.record_error is not None:
+            resume = "; resume it from its last checkpoint" if outcome is not None else "; resume it"
+            return "failed", running.record_error + resume, {}
+        if outcome is not None and outcome["status"] == "interrupted":
+            return "interrupted", "stopped with the server; resume it to continue", {}
+        if running.error is not None:
+            return "failed", running.error, {}
+        if exitcode is not None and exitcode < 0:
+            return "interrupted", f"worker killed by signal {-exitcode}; resume it", {}
+        return "failed", f"worker exited with code {exitcode} without a result", {}
+
     def _enforce_stop(self, running: RunningWorker) -> None:
         running.process.join(self.stop_timeout_s)
         if running.process.is_alive():
             _terminate(running.process)
 
     def _finish(self, job_id: str, status: str, *, error: str | None, **fields: Any) -> None:
-        # The event goes first: a stream that sees the terminal status has the event to send already.
-        self._event(job_id, "state", {"status": status, "error": error, **fields})
-        self.store.update_job(job_id, status=status, error=error, finished_at=time.time(), **fields)
+        """Record a final state with its event; when the database refuses (a full disk), keep it in
+        memory, where every query sees it, until it can be written."""
+        changes = {"status": status, "error": error, "finished_at": time.time(), **fields}
+        try:
+            self.store.transition(job_id, changes, "state", {"status": status, "error": error,
+                                                             **{k: v for k, v in fields.items() if v is not None}})
+            self._unrecorded.pop(job_id, None)
+        except sqlite3.Error:
+            log.exception("could not record that job %s is %s; kept in memory until it can be", job_id, status)
+            self._unrecorded[job_id] = changes
         self.notifier.notify(job_id)
 
     def _event(self, job_id: str, kind: str, data: dict[str, Any]) -> None:

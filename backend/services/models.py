@@ -19,6 +19,16 @@ from backend.services.store import Store
 
 
 def read_model_type(folder: Path) -> str:
+    try:
+        return _read_model_type(folder)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL, a folder we may not read
+        if isinstance(exc, InvalidInput):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"cannot use {str(folder)[:200]!r} as a model folder: {reason}", field="path") from exc
+
+
+def _read_model_type(folder: Path) -> str:
     config_path = folder / "config.json"
     if not folder.is_dir():
         raise InvalidInput(f"model folder {str(folder)!r} does not exist or is not a folder", field="path")
@@ -88,7 +98,10 @@ class ModelRegistry:
 
     def register(self, model_id: str, folder: Path, source: str = "local") -> dict[str, Any]:
         self.check_new_id(model_id)
-        folder = folder.expanduser().resolve()
+        try:
+            folder = folder.expanduser().resolve()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InvalidInput(f"cannot use {str(folder)[:200]!r} as a model folder: {exc}", field="path") from exc
         model_type = read_model_type(folder)
         if self.resources.preset_for_model_type(model_type) is None:
             raise InvalidInput(

@@ -94,15 +94,20 @@ class BundledResources:
         report = []
         for relative in relative_paths:
             entry: dict[str, Any] = {"path": relative, "ok": False}
-            candidate = (root / relative).resolve()
+            try:
+                candidate = (root / relative).resolve()
+            except (OSError, ValueError, RuntimeError) as exc:
+                entry["error"] = f"invalid path: {exc}"
+                report.append(entry)
+                continue
             if root not in candidate.parents:
                 entry["error"] = "outside the bundle"
             else:
                 try:
                     data = candidate.read_bytes()
                     entry.update(ok=True, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-                except OSError as exc:
-                    entry["error"] = f"{type(exc).__name__}: {exc.strerror or exc}"
+                except (OSError, ValueError) as exc:
+                    entry["error"] = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
             report.append(entry)
         return report
 

@@ -7,6 +7,7 @@ Only the server process writes here; training workers report through a pipe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -98,10 +99,12 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # a failed COMMIT (a full disk) leaves it open
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:
@@ -117,12 +120,15 @@ class Store:
 
     # -- jobs ---------------------------------------------------------------------------------------
     def insert_job(self, job_id: str, config: dict[str, Any], total_steps: int) -> None:
+        """A new ``queued`` job and its first event, together or not at all."""
         now = time.time()
-        self.execute(
-            "INSERT INTO jobs(id, status, config, created_at, updated_at, total_steps) "
-            "VALUES (?, 'queued', ?, ?, ?, ?)",
-            (job_id, json.dumps(config, sort_keys=True), now, now, total_steps),
-        )
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs(id, status, config, created_at, updated_at, total_steps) "
+                "VALUES (?, 'queued', ?, ?, ?, ?)",
+                (job_id, json.dumps(config, sort_keys=True), now, now, total_steps),
+            )
+            self._append_event(conn, job_id, "state", {"status": "queued"})
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         row = self.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -132,32 +138,37 @@ class Store:
         return [_decode_job(row) for row in self.query("SELECT * FROM jobs ORDER BY created_at DESC")]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
+        with self.transaction() as conn:
+            self._update_job(conn, job_id, fields)
+
+    def transition(self, job_id: str, fields: dict[str, Any], event_type: str, data: dict[str, Any]) -> int:
+        """Change a job's row and record the event that says so, together or not at all; returns the
+        event's sequence number."""
+        with self.transaction() as conn:
+            self._update_job(conn, job_id, fields)
+            return self._append_event(conn, job_id, event_type, data)
+
+    @staticmethod
+    def _update_job(conn: sqlite3.Connection, job_id: str, fields: dict[str, Any]) -> None:
         unknown = set(fields) - set(JOB_COLUMNS)
         if unknown:
             raise KeyError(f"unknown job columns {sorted(unknown)}")
-        fields["updated_at"] = time.time()
+        fields = {**fields, "updated_at": time.time()}
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
-
-    def set_status_where(self, new_status: str, old_statuses: tuple[str, ...], error: str) -> list[str]:
-        """Move every job in ``old_statuses`` to ``new_status``; returns the ids moved."""
-        marks = ",".join("?" for _ in old_statuses)
-        with self.transaction() as conn:
-            ids = [r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE status IN ({marks})", old_statuses)]
-            conn.execute(
-                f"UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE status IN ({marks})",
-                (new_status, error, time.time(), *old_statuses),
-            )
-        return ids
+        conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
 
     def append_event(self, job_id: str, event_type: str, data: dict[str, Any]) -> int:
         with self.transaction() as conn:
-            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?", (job_id,))
-            seq = int(row.fetchone()[0]) + 1
-            conn.execute(
-                "INSERT INTO job_events(job_id, seq, created_at, type, data) VALUES (?, ?, ?, ?, ?)",
-                (job_id, seq, time.time(), event_type, json.dumps(data)),
-            )
+            return self._append_event(conn, job_id, event_type, data)
+
+    @staticmethod
+    def _append_event(conn: sqlite3.Connection, job_id: str, event_type: str, data: dict[str, Any]) -> int:
+        row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM job_events WHERE job_id = ?", (job_id,))
+        seq = int(row.fetchone()[0]) + 1
+        conn.execute(
+            "INSERT INTO job_events(job_id, seq, created_at, type, data) VALUES (?, ?, ?, ?, ?)",
+            (job_id, seq, time.time(), event_type, json.dumps(data)),
+        )
         return seq
 
     def events_after(self, job_id: str, after_seq: int, limit: int = 500) -> list[dict[str, Any]]:

@@ -12,6 +12,17 @@ from backend.api import deps
 from backend.errors import Conflict, InvalidInput, NotFound
 
 
+def job_row(status: str, job_id: str = "job-1") -> dict[str, Any]:
+    """A complete job as the API answers it (the response model is the contract)."""
+    config = {"model": "tiny-llama", "dataset": "d", "adapter_name": job_id, "architecture": "llama",
+              "target_modules": ["q_proj"], "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 0.01,
+              "max_steps": 3, "epochs": None, "total_steps": 3, "batch_size": 1, "max_seq_length": 64, "seed": 1,
+              "warmup_steps": 0, "checkpoint_every": 0}
+    return {"id": job_id, "status": status, "config": config, "created_at": 1.0, "updated_at": 1.0,
+            "started_at": None, "finished_at": None, "current_step": 0, "total_steps": 3, "last_loss": None,
+            "checkpoint_step": None, "adapter_id": None, "error": None, "attempts": 0}
+
+
 class FakeJobs:
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []
@@ -20,21 +31,21 @@ class FakeJobs:
         if request["model"] == "missing":
             raise InvalidInput("model 'missing' not found", field="model", allowed=["tiny-llama"])
         self.created.append(request)
-        return {"id": "job-1", "status": "queued"}
+        return job_row("queued")
 
     def list(self) -> list[dict[str, Any]]:
-        return [{"id": "job-1", "status": "queued"}]
+        return [job_row("queued")]
 
     def get(self, job_id: str) -> dict[str, Any]:
         if job_id != "job-1":
             raise NotFound(f"job {job_id!r} not found")
-        return {"id": "job-1", "status": "completed"}
+        return job_row("completed")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         raise Conflict(f"job {job_id!r} is completed; only queued or running jobs can be cancelled")
 
     def resume(self, job_id: str) -> dict[str, Any]:
-        return {"id": job_id, "status": "queued"}
+        return job_row("queued", job_id)
 
 
 @pytest.fixture

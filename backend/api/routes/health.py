@@ -7,10 +7,11 @@ import os
 from fastapi import APIRouter, Request
 
 from backend import __version__
+from backend.responses import Health
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-def health(request: Request) -> dict[str, object]:
-    return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.name, "pid": os.getpid()}
+def health(request: Request) -> Health:
+    return Health(status="ok", version=__version__, mode=request.app.state.layout.mode.name, pid=os.getpid())

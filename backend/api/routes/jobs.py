@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import JobsDep, ServicesDep
+from backend.responses import Job, errors, links
 from backend.schemas import JobCreate
 from backend.services.jobs import TERMINAL
 
@@ -20,36 +21,60 @@ HEARTBEAT_SECONDS = 15.0
 WAKE_TIMEOUT_SECONDS = 1.0
 
 
+MAX_EVENT_ID = 2**63 - 1  # the largest SQLite integer
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The event id a reconnecting client saw last. Absent or not an id (``junk``, ``²``): 0, so the
+    stream replays from the start, as for a first connection. An id beyond any that can exist: the
+    largest, so nothing is replayed."""
+    text = (value or "").strip()
+    if not text or not text.isascii() or not text.isdigit():
+        return 0
+    return MAX_EVENT_ID if len(text) > 18 else int(text)
+
+
 def sse_message(seq: int, event: str, data: dict[str, Any]) -> str:
     return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses={
+    202: {"links": links(get=("get_job_api_jobs__job_id__get", "job_id"),
+                         events=("job_events_api_jobs__job_id__events_get", "job_id"),
+                         cancel=("cancel_job_api_jobs__job_id__cancel_post", "job_id"),
+                         resume=("resume_job_api_jobs__job_id__resume_post", "job_id"))},
+    **errors(400, 409, 422, 507),
+})
 def create_job(body: JobCreate, jobs: JobsDep) -> dict[str, Any]:
     return jobs.create(body.model_dump())
 
 
-@router.get("")
+@router.get("", response_model=list[Job])
 def list_jobs(jobs: JobsDep) -> list[dict[str, Any]]:
     return jobs.list()
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=Job, responses=errors(404))
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.get(job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Job,
+             responses=errors(404, 409, 507))
 def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.cancel(job_id)
 
 
-@router.post("/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=Job,
+             responses=errors(404, 409, 507))
 def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.resume(job_id)
 
 
-@router.get("/{job_id}/events")
+@router.get("/{job_id}/events", response_class=StreamingResponse, responses={
+    200: {"description": "Server-sent events, ended once the job is final", "content": {"text/event-stream": {}}},
+    **errors(404),
+})
 async def job_events(
     job_id: str,
     request: Request,
@@ -62,7 +87,7 @@ async def job_events(
     The stream ends after the job reaches a final state and every event has been sent.
     """
     jobs.get(job_id)  # 404 before the stream starts
-    after = int(last_event_id) if last_event_id and last_event_id.strip().isdigit() else 0
+    after = parse_last_event_id(last_event_id)
     notifier, lifecycle = services.notifier, services.lifecycle
 
     async def stream() -> AsyncIterator[str]:

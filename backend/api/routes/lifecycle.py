@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, status
 
 from backend.api.deps import LifecycleDep
+from backend.responses import ShutdownAccepted
 
 router = APIRouter(prefix="/api", tags=["lifecycle"])
 
 
 @router.post("/shutdown", status_code=status.HTTP_202_ACCEPTED)
-def shutdown(lifecycle: LifecycleDep, background: BackgroundTasks) -> dict[str, str]:
+def shutdown(lifecycle: LifecycleDep, background: BackgroundTasks) -> ShutdownAccepted:
     # After the response is sent, so the caller gets its 202 before the server stops listening.
     background.add_task(lifecycle.request_shutdown, "POST /api/shutdown")
-    return {"status": "shutting down"}
+    return ShutdownAccepted(status="shutting down")

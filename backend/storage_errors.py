@@ -1,0 +1,31 @@
+"""A full disk, wherever it surfaces (a file write, SQLite), becomes one clear 507 answer."""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+
+from backend.errors import InsufficientStorage
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+ADVICE = "free some space there, then retry; nothing was changed"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk or the user's quota is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "disk is full" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def as_insufficient_storage(exc: BaseException, data_dir: object) -> InsufficientStorage | None:
+    if not disk_full(exc):
+        return None
+    return InsufficientStorage(f"the disk holding the data dir {data_dir} is full: {ADVICE}")

@@ -1,0 +1,49 @@
+"""Schemathesis against the running backend, from its own OpenAPI document: every generated request
+(valid, invalid, and sequences that follow the document's links) must get an answer the document
+declares, with a body of the declared type, and never a server error.
+
+Bounded here (``PEFT_FUZZ_EXAMPLES`` per operation, default 5: about 670 requests, 2 minutes); the longer run
+is in docs/testing.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import RunningBackends
+
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+
+
+def schemathesis_command() -> list[str]:
+    found = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
+    assert found, "schemathesis is a dev dependency: pip install -e '.[dev]'"
+    return [found]
+
+
+def test_generated_requests_get_declared_answers_and_no_server_error(backends: RunningBackends,
+                                                                     tmp_path: Path) -> None:
+    _, server = backends.start()
+    assert server.ready is not None
+    examples = int(os.environ.get("PEFT_FUZZ_EXAMPLES", "5"))
+    report = tmp_path / "schemathesis.json"
+    command = [
+        *schemathesis_command(), "run", f"http://127.0.0.1:{server.ready.port}/openapi.json",
+        "-H", f"Authorization: Bearer {server.ready.token}", "--checks", CHECKS,
+        "--max-examples", str(examples), "--seed", "20261129", "--workers", "1", "--no-color",
+        "--exclude-path", "/api/shutdown",  # it would stop the server under test
+        "--generation-database", "none", "--report", "json", "--report-json-path", str(report),
+        "--request-timeout", "120",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    summary = result.stdout[result.stdout.rfind("SUMMARY"):] if "SUMMARY" in result.stdout else result.stdout[-4000:]
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    print(summary)  # the case count, in pytest -s and in CI logs on failure
+    assert server.request("GET", "/health", auth=False).status == 200
+    if report.is_file():
+        json.loads(report.read_text(encoding="utf-8"))
