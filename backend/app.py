@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from backend import __version__
+from backend.api.documented import complete
 from backend.api.router import build_router
 from backend.errors import ServiceError
-from backend.responses import ERROR_DESCRIPTIONS, ErrorBody
 from backend.runtime_paths import RuntimeLayout, current_layout
 from backend.security import HostCheckMiddleware
 from backend.services.container import Services, build_services
@@ -73,32 +73,18 @@ def create_app(
     app.add_middleware(HostCheckMiddleware)
     app.include_router(build_router())
     _install_error_handlers(app)
-    _document_validation_errors(app)
+    _complete_openapi(app)
     return app
 
 
-def _document_validation_errors(app: FastAPI) -> None:
-    """FastAPI documents every 422 with its own body (``HTTPValidationError``); this app answers 422 with
-    its error body (``_install_error_handlers``), so the document says that instead."""
+def _complete_openapi(app: FastAPI) -> None:
+    """Generate the document on first request as FastAPI does, then complete it (backend.api.documented)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = generate()
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                if "422" in operation.get("responses", {}):
-                    operation["responses"]["422"] = {
-                        "description": ERROR_DESCRIPTIONS[422],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
-                    }
-        components = schema.get("components", {}).get("schemas", {})
-        for name in ("HTTPValidationError", "ValidationError"):
-            components.pop(name, None)
-        components.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
-        app.openapi_schema = schema
-        return schema
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(generate())
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -1,5 +1,6 @@
-"""What every route answers, typed: the OpenAPI document names each response and each error status, so
-a generated client (the desktop app's TypeScript) gets types, not ``object``."""
+"""The typed answers of every route, for the OpenAPI document only: :func:`backend.app` adds their
+schemas when the document is generated, and the routes refer to them by name
+(:mod:`backend.api.documented`). Nothing imports this module on the startup path."""
 
 from __future__ import annotations
 
@@ -20,29 +21,6 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
-
-
-ERROR_DESCRIPTIONS = {
-    400: "Invalid input: a reference to something that does not exist, a bad name or path",
-    401: "Missing or wrong bearer token",
-    404: "Not found",
-    409: "Conflict with the current state (a name in use, a job that is not running...)",
-    413: "The upload is larger than the limit",
-    422: "The request body or parameters do not match the schema",
-    507: "The disk holding the data dir is full; nothing was changed",
-}
-
-
-def links(**targets: tuple[str, str]) -> dict[str, dict[str, Any]]:
-    """OpenAPI links from a created resource to the operations on it: ``name=(operationId, parameter)``,
-    the parameter taken from the answer's ``id`` (clients and fuzzers follow them)."""
-    return {name: {"operationId": operation, "parameters": {parameter: "$response.body#/id"}}
-            for name, (operation, parameter) in targets.items()}
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` entry declaring these error statuses with the error body."""
-    return {code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
 
 
 class Health(BaseModel):
@@ -212,3 +190,9 @@ class ProcessInfo(BaseModel):
 
 class ShutdownAccepted(BaseModel):
     status: Literal["shutting down"]
+
+
+def document_models() -> list[type[BaseModel]]:
+    """Every model the routes refer to by name."""
+    return [ErrorBody, Health, Model, Dataset, Adapter, Job, Generation, Preset, SystemInfo, ResourcesCheck,
+            BundleFilesReport, ProcessInfo, ShutdownAccepted]

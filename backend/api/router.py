@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from backend.api.documented import errors
 from backend.api.routes import adapters, datasets, health, inference, jobs, lifecycle, models, system
-from backend.responses import errors
 from backend.security import require_token
 
 

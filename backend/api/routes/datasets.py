@@ -7,19 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, status
 
 from backend.api.deps import DatasetsDep, JobsDep
-from backend.responses import Dataset, errors, links
+from backend.api.documented import errors, links, ok
 
 router = APIRouter(prefix="/api/datasets", tags=["datasets"])
 
 
-@router.get("", response_model=list[Dataset])
+@router.get("", response_model=None, responses=ok("Dataset", many=True))
 def list_datasets(datasets: DatasetsDep) -> list[dict[str, Any]]:
     return datasets.list()
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Dataset, responses={
-    201: {"links": links(get=("get_dataset_api_datasets__dataset_id__get", "dataset_id"),
-                         delete=("delete_dataset_api_datasets__dataset_id__delete", "dataset_id"))},
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=None, responses={
+    **ok("Dataset", status=201, links=links(get=("get_dataset_api_datasets__dataset_id__get", "dataset_id"),
+                                            delete=("delete_dataset_api_datasets__dataset_id__delete", "dataset_id"))),
     **errors(400, 409, 413, 422, 507),
 })
 async def upload_dataset(
@@ -31,7 +31,7 @@ async def upload_dataset(
     return await datasets.upload(name, request.stream(), declared)
 
 
-@router.get("/{dataset_id}", response_model=Dataset, responses=errors(404))
+@router.get("/{dataset_id}", response_model=None, responses={**ok("Dataset"), **errors(404)})
 def get_dataset(dataset_id: str, datasets: DatasetsDep) -> dict[str, Any]:
     return datasets.get(dataset_id)
 

@@ -7,11 +7,11 @@ import os
 from fastapi import APIRouter, Request
 
 from backend import __version__
-from backend.responses import Health
+from backend.api.documented import ok
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
-def health(request: Request) -> Health:
-    return Health(status="ok", version=__version__, mode=request.app.state.layout.mode.name, pid=os.getpid())
+@router.get("/health", response_model=None, responses=ok("Health"))
+def health(request: Request) -> dict[str, object]:
+    return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.name, "pid": os.getpid()}

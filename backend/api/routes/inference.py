@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import InferenceDep
-from backend.responses import Generation, errors
+from backend.api.documented import errors, ok
 from backend.schemas import GenerateRequest
 from backend.services.inference import GenerationRequest
 
@@ -20,9 +20,9 @@ router = APIRouter(prefix="/api", tags=["inference"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/generate", response_model=Generation, responses={
-    200: {"description": "The generated text; with `\"stream\": true`, server-sent `token` events, then `done` "
-                         "(or `error`)", "content": {"text/event-stream": {}}},
+@router.post("/generate", response_model=None, responses={
+    **ok("Generation", description="The generated text; with `\"stream\": true`, server-sent `token` events, "
+                                   "then `done` (or `error`)"),
     **errors(400, 422),
 })
 async def generate(body: GenerateRequest, request: Request, inference: InferenceDep) -> Any:

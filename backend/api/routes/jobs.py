@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import JobsDep, ServicesDep
-from backend.responses import Job, errors, links
+from backend.api.documented import errors, links, ok
 from backend.schemas import JobCreate
 from backend.services.jobs import TERMINAL
 
@@ -38,35 +38,35 @@ def sse_message(seq: int, event: str, data: dict[str, Any]) -> str:
     return f"id: {seq}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=Job, responses={
-    202: {"links": links(get=("get_job_api_jobs__job_id__get", "job_id"),
-                         events=("job_events_api_jobs__job_id__events_get", "job_id"),
-                         cancel=("cancel_job_api_jobs__job_id__cancel_post", "job_id"),
-                         resume=("resume_job_api_jobs__job_id__resume_post", "job_id"))},
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=None, responses={
+    **ok("Job", status=202, links=links(get=("get_job_api_jobs__job_id__get", "job_id"),
+                                        events=("job_events_api_jobs__job_id__events_get", "job_id"),
+                                        cancel=("cancel_job_api_jobs__job_id__cancel_post", "job_id"),
+                                        resume=("resume_job_api_jobs__job_id__resume_post", "job_id"))),
     **errors(400, 409, 422, 507),
 })
 def create_job(body: JobCreate, jobs: JobsDep) -> dict[str, Any]:
     return jobs.create(body.model_dump())
 
 
-@router.get("", response_model=list[Job])
+@router.get("", response_model=None, responses=ok("Job", many=True))
 def list_jobs(jobs: JobsDep) -> list[dict[str, Any]]:
     return jobs.list()
 
 
-@router.get("/{job_id}", response_model=Job, responses=errors(404))
+@router.get("/{job_id}", response_model=None, responses={**ok("Job"), **errors(404)})
 def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.get(job_id)
 
 
-@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=Job,
-             responses=errors(404, 409, 507))
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=None,
+             responses={**ok("Job", status=202), **errors(404, 409, 507)})
 def cancel_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.cancel(job_id)
 
 
-@router.post("/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=Job,
-             responses=errors(404, 409, 507))
+@router.post("/{job_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=None,
+             responses={**ok("Job", status=202), **errors(404, 409, 507)})
 def resume_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return jobs.resume(job_id)
 

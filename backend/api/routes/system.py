@@ -9,37 +9,37 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.deps import ServicesDep
-from backend.responses import BundleFilesReport, Preset, ProcessInfo, ResourcesCheck, SystemInfo, errors
+from backend.api.documented import errors, ok
 from backend.schemas import BundleFilesCheck
 from backend.services.system import process_info, system_info
 
 router = APIRouter(prefix="/api", tags=["system"])
 
 
-@router.get("/system", response_model=SystemInfo)
+@router.get("/system", response_model=None, responses=ok("SystemInfo"))
 async def system(services: ServicesDep) -> dict[str, Any]:
     return await run_in_threadpool(system_info, services.layout, str(services.data_dir))
 
 
-@router.get("/system/resources", response_model=ResourcesCheck)
+@router.get("/system/resources", response_model=None, responses=ok("ResourcesCheck"))
 def resources(services: ServicesDep) -> dict[str, Any]:
     files = services.resources.check_files()
     return {"root": str(services.resources.root), "ok": all(f["ok"] for f in files), "files": files}
 
 
-@router.get("/system/process", response_model=ProcessInfo)
+@router.get("/system/process", response_model=None, responses=ok("ProcessInfo"))
 def process() -> dict[str, Any]:
     """Memory, threads and loaded modules of this server process (not its training workers)."""
     return process_info()
 
 
-@router.post("/system/bundle-files", response_model=BundleFilesReport, responses=errors(400, 422))
+@router.post("/system/bundle-files", response_model=None, responses={**ok("BundleFilesReport"), **errors(400, 422)})
 def bundle_files(body: BundleFilesCheck, services: ServicesDep) -> dict[str, Any]:
     """Whether bundled files (paths relative to the bundle root, as in the build's data manifest) are
     present and readable from inside the running artifact; used by ``compile verify``."""
     return {"root": str(services.resources.bundle_root), "files": services.resources.inspect(body.paths)}
 
 
-@router.get("/presets", response_model=dict[str, Preset])
+@router.get("/presets", response_model=None, responses=ok("Preset", by_name=True))
 def presets(services: ServicesDep) -> dict[str, Any]:
     return {name: asdict(preset) for name, preset in services.resources.presets.items()}
