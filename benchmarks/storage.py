@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.schema import upgrade
+from benchmarks.schema import SchemaError, upgrade
+from compile.results import write_json_atomic
 
 BASELINE_DIR = Path(__file__).resolve().parent / "baseline"
 
 
 def write_json(path: Path, data: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=1, sort_keys=True)
-            stream.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data)
     return path
+
+
+def select(document: dict[str, Any], label: str) -> dict[str, Any]:
+    """The variants measured as ``label/<variant>`` (``""``: the unlabelled ones), named by variant."""
+    selected = {}
+    for name, data in document["variants"].items():
+        owner, _, kind = name.rpartition("/")
+        if owner == label:
+            selected[kind] = data
+    return {**document, "variants": selected}
 
 
 def load_results(path: Path | str) -> dict[str, Any]:
@@ -38,14 +38,12 @@ def load_results(path: Path | str) -> dict[str, Any]:
         document = upgrade(json.loads(Path(file).read_text(encoding="utf-8")))
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{file}: no such result file (run: python -m benchmarks run --quick)") from exc
-    selected = {}
-    for name, data in document["variants"].items():
-        owner, _, kind = name.rpartition("/")
-        if owner == label:
-            selected[kind] = data
-    if label and not selected:
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{file} is not a result file (not JSON: {exc})") from exc
+    selected = select(document, label)
+    if label and not selected["variants"]:
         raise ValueError(f"{file} has no variants labelled {label!r}")
-    return {**document, "variants": selected}
+    return selected
 
 
 def baseline_path(machine_key: str | None = None) -> Path:

@@ -39,18 +39,27 @@ class Measured:
 def discover(
     root: Path, names: tuple[str, ...] = NAMES, dist_dir: Path | None = None, label: str | None = None
 ) -> tuple[list[Measured], dict[str, str]]:
-    """(present variants, missing name → how to build it). With ``label``, the variants of another
-    checkout's ``dist_dir`` are named ``label/<variant>`` (a pull request's base, measured beside head)."""
+    """(present variants, missing name → how to build it) of the checkout at ``root``: its source and
+    its builds under ``dist_dir`` (default ``root/dist``). With ``label``, every variant is named
+    ``label/<variant>`` (a pull request's base, measured beside head); a ``root`` that is not a checkout
+    (no ``backend/``) contributes its builds only."""
     wanted = tuple(variant_named(name) for name in names)
     present: list[Measured] = []
-    if SOURCE in wanted and not label:  # source is this checkout's; another checkout is compared through its builds
+    prefix = f"{label}/" if label else ""
+    if SOURCE in wanted and (root / "backend" / "__init__.py").is_file():
         site = Path(sys.prefix) / "lib"
-        present.append(Measured(SOURCE.name, SOURCE, (sys.executable, "-m", "backend"), root,
+        present.append(Measured(prefix + SOURCE.name, SOURCE, (sys.executable, "-m", "backend"), root,
                                 (root / "backend", site), None))
     artifacts, missing = discover_artifacts(dist_dir or root / "dist", wanted)
     for artifact in artifacts:
-        shown = f"{label}/{artifact.variant.name}" if label else artifact.variant.name
-        present.append(Measured(shown, artifact.variant, (str(artifact.executable),), None, (artifact.root,),
-                                artifact.root, artifact.record))
-    prefix = f"{label}/" if label else ""
+        present.append(Measured(prefix + artifact.variant.name, artifact.variant, (str(artifact.executable),), None,
+                                (artifact.root,), artifact.root, artifact.record))
     return present, {prefix + name: command for name, command in missing.items()}
+
+
+def checkout_or_dist(path: Path) -> tuple[Path, Path]:
+    """``--also LABEL=PATH``: PATH is another checkout (its source and its ``dist/``) or a ``dist`` folder."""
+    path = path.resolve()
+    if (path / "backend" / "__init__.py").is_file():
+        return path, path / "dist"
+    return path.parent, path

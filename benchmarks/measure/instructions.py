@@ -12,13 +12,14 @@ why callgrind, at ~50× slowdown.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.measure.launch import measured_environment
 
 VALGRIND = "valgrind"
 _SUMMARY = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.M)
@@ -48,8 +49,12 @@ def count_startup_instructions(command: tuple[str, ...], *, cwd: Path | None = N
         raise InstructionCountError("valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="peft-callgrind-") as scratch:
         folder = Path(scratch)
-        environment = {**os.environ, **(env or {}), "PEFT_ENGINE_EXIT_AFTER_READY": "1",
-                       "PEFT_ENGINE_TOKEN": FIXED_TOKEN, "PYTHONHASHSEED": "0", "PEFT_ENGINE_LOG_LEVEL": "warning"}
+        environment = measured_environment({**(env or {}), "PEFT_ENGINE_EXIT_AFTER_READY": "1",
+                                            "PEFT_ENGINE_TOKEN": FIXED_TOKEN, "PYTHONHASHSEED": "0",
+                                            "PEFT_ENGINE_LOG_LEVEL": "warning"})
+        # Once outside valgrind first: from source, that writes the bytecode caches the counted run reads.
+        subprocess.run([*command, "--port", "0", "--data-dir", str(folder / "warm-up")], cwd=cwd, env=environment,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         argv = [VALGRIND, "--tool=callgrind", f"--callgrind-out-file={folder}/callgrind.out.%p",
                 "--trace-children=yes", "--dump-instr=no", "--dump-line=no", "--compress-strings=no",
                 *command, "--port", "0", "--data-dir", str(folder / "data")]

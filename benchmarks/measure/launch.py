@@ -18,11 +18,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from backend_client.http import http_request
 from backend_client.process_tree import stop_tree
 from benchmarks.measure.memory import TreeMemory, measure_tree
 
 POLL_INTERVAL_S = 0.0015
+# Variables that change how the measured program runs, not what it is: a shell or CI that sets
+# PYTHONDONTWRITEBYTECODE would make every source launch compile the backend again (~150 ms), which no
+# developer's checkout and no build does. The launch environment leaves them out.
+UNMEASURED_VARIABLES = ("PYTHONDONTWRITEBYTECODE", "PYTHONPROFILEIMPORTTIME", "PYTHONTRACEMALLOC", "PYTHONDEVMODE",
+                        "PYTHONVERBOSE", "PYTHONMALLOC", "PYTHONFAULTHANDLER")
+
+
+def measured_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a measured launch: without UNMEASURED_VARIABLES, with ``extra``."""
+    environment = {key: value for key, value in os.environ.items() if key not in UNMEASURED_VARIABLES}
+    return {**environment, **(extra or {})}
 
 
 class LaunchError(Exception):
@@ -52,6 +65,7 @@ class Running:
     port: int
     token: str
     startup_s: float
+    startup_blocked_s: float | None = None  # of startup_s, the time the tree was neither running nor runnable
 
     def request(self, method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, bytes]:
         response = http_request(self.port, method, path, body, token=self.token, timeout=timeout)
@@ -64,7 +78,7 @@ class Running:
 def launch(command: tuple[str, ...], *, cwd: Path | None, data_dir: Path, env: dict[str, str] | None = None,
            timeout: float = 180.0) -> Running:
     port, token = free_port(), secrets.token_urlsafe(24)
-    environment = {**os.environ, **(env or {}), "PEFT_ENGINE_TOKEN": token}
+    environment = measured_environment({**(env or {}), "PEFT_ENGINE_TOKEN": token})
     argv = [*command, "--port", str(port), "--data-dir", str(data_dir), "--parent-pid", str(os.getpid()),
             "--log-level", "warning"]
     started = time.perf_counter_ns()
@@ -78,7 +92,36 @@ def launch(command: tuple[str, ...], *, cwd: Path | None, data_dir: Path, env: d
             stop(Running(popen, port, token, 0.0))
             raise LaunchError(f"{command[0]} did not answer /health within {timeout:.0f}s")
         time.sleep(POLL_INTERVAL_S)
-    return Running(popen, port, token, (time.perf_counter_ns() - started) / 1e9)
+    startup = (time.perf_counter_ns() - started) / 1e9
+    scheduled = scheduled_seconds(popen.pid)
+    blocked = max(0.0, startup - scheduled) if scheduled is not None else None
+    return Running(popen, port, token, startup, blocked)
+
+
+def scheduled_seconds(root_pid: int) -> float | None:
+    """Seconds every thread of the process tree spent on a CPU or waiting for one, from Linux's
+    ``/proc/<pid>/task/<tid>/schedstat`` (None where there is none).
+
+    Startup minus this is the time spent waiting off-CPU: on I/O, a lock, a sleep. On a shared VM the
+    CPU part moves 10-40 % from launch to launch (it is the machine's speed, not the program's: the
+    instruction count is exact) while the waiting part stays within a millisecond or two, so a
+    regression that waits (a sleep, a lookup, a blocking read at import) shows there clearly."""
+    total = 0
+    try:
+        processes = [psutil.Process(root_pid), *psutil.Process(root_pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    for process in processes:
+        tasks = Path(f"/proc/{process.pid}/task")
+        try:
+            for task in tasks.iterdir():
+                on_cpu, run_queue, _ = (task / "schedstat").read_text().split()
+                total += int(on_cpu) + int(run_queue)
+        except (OSError, ValueError):
+            if not tasks.parent.exists():
+                continue  # exited meanwhile
+            return None
+    return total / 1e9
 
 
 IDLE_SETTLE_S = 1.0

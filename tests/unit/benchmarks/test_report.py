@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+from backend_client.manager import REPO_ROOT
 from benchmarks.gate import compare
-from benchmarks.report import render_charts, render_html, render_markdown
-from tests.unit.benchmarks.synthetic import pair
+from benchmarks.report import counterpart, readme_section, render_charts, render_html, render_markdown
+from tests.unit.benchmarks.synthetic import stored
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -20,22 +23,48 @@ def check_snapshot(name: str, text: str) -> None:
     assert text == path.read_text(encoding="utf-8"), f"{name} changed; UPDATE_SNAPSHOTS=1 if that is intended"
 
 
+def regressed() -> tuple[dict, dict]:
+    return stored(), {**stored(idle_pss_bytes=1.2), "run_id": "later"}
+
+
 def test_markdown_snapshot() -> None:
-    baseline, current = pair(1.0, seed=1), pair(1.2, seed=2)
-    check_snapshot("summary.md", render_markdown(current, compare(baseline, current)))
+    baseline, current = regressed()
+    check_snapshot("summary.md", render_markdown(current, compare(baseline, current), baseline))
 
 
-def test_regressions_come_first() -> None:
-    baseline, current = pair(1.0, seed=1), pair(1.2, seed=2)
-    markdown = render_markdown(current, compare(baseline, current))
+def test_regressions_come_first_and_no_p_values() -> None:
+    baseline, current = regressed()
+    markdown = render_markdown(current, compare(baseline, current), baseline)
     assert markdown.index("Regression gate") < markdown.index("Headline")
-    assert "❌ worse | nuitka-standalone | startup (warm)" in markdown
+    assert "❌ worse | nuitka-standalone | idle PSS (tree)" in markdown
+    assert "p=" not in markdown
+
+
+def test_sizes_compare_like_with_like() -> None:
+    assert counterpart("nuitka-standalone") == "pyinstaller-onedir"
+    assert counterpart("nuitka-onefile") == "pyinstaller-onefile"
+    assert counterpart("base/nuitka-onefile") == "pyinstaller-onefile"
+    assert counterpart("source") is None and counterpart("pyinstaller-onedir") is None
+    table = readme_section(stored())
+    row = next(line for line in table.splitlines() if line.startswith("| nuitka-standalone"))
+    assert "1.11× onedir" in row  # 1000 MB folder ÷ 900 MB folder, not ÷ a 300 MB onefile
 
 
 def test_charts_and_self_contained_html(tmp_path: Path) -> None:
-    baseline, current = pair(1.0, seed=1), pair(1.2, seed=2)
+    baseline, current = regressed()
     charts = render_charts(current, [baseline, current], tmp_path)
     assert [c.name for c in charts] == ["startup.png", "memory.png", "size.png", "trend.png"]
     assert all(c.read_bytes().startswith(b"\x89PNG") for c in charts)
     page = render_html(current, compare(baseline, current), charts)
-    assert page.count("data:image/png;base64,") == 4 and "<table>" in page and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 4 and "Regression gate" in page
+
+
+def test_help_works_without_the_bench_extras() -> None:
+    """``python -m benchmarks --help`` must not need scipy; a command that does says how to get it."""
+    code = ("import sys; sys.modules['scipy'] = None; sys.modules['matplotlib'] = None; "
+            "from benchmarks.cli import main; sys.exit(main(sys.argv[1:]))")
+    help_run = subprocess.run([sys.executable, "-c", code, "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert help_run.returncode == 0 and "selftest" in help_run.stdout
+    command = subprocess.run([sys.executable, "-c", code.replace("sys.modules['scipy'] = None; ", "import importlib.util as u; u.find_spec = lambda n, *a: None if n in ('scipy', 'matplotlib') else __import__('importlib').machinery.PathFinder.find_spec(n); "),
+                              "compare", "a.json", "b.json"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert command.returncode == 2 and "pip install -e '.[bench]'" in command.stderr
