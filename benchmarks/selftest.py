@@ -132,8 +132,9 @@ def measure(head: Path, base: Path, variant: str, options: RunOptions, log: Call
 def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: int, out: Path,
                  keep: Path | None, log: Callable[[str], None] = print) -> int:
     started = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="peft-selftest-", dir=keep)) if keep else Path(
-        tempfile.mkdtemp(prefix="peft-selftest-"))
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="peft-selftest-", dir=keep))
     rows: list[str] = []
     failures: list[str] = []
     try:
