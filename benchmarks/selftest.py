@@ -15,7 +15,7 @@ unchanged copy is measured ``--aa-repeats`` times and must (nearly) never be cal
 metric. The table goes to ``--out``.
 
 Injection runs skip what cannot bear on their metric (training rounds, instruction counts) and add rounds
-only until that metric is decided; the unchanged runs measure everything the gate decides on,
+only until the regression is caught (one of its metrics called worse) or its metrics are decided; the unchanged runs measure everything the gate decides on,
 instruction counts included, and add rounds until every gated metric is decided or the quick
 profile's cap (12 rounds).
 """
@@ -116,10 +116,21 @@ def build(copy: Path, variant: str, log: Callable[[str], None]) -> None:
         raise RuntimeError(f"building {variant} in {copy} failed:\n{output}")
 
 
+def caught_or_decided(metrics: tuple[str, ...]) -> Callable[[dict[str, Any]], list[str]]:
+    """Rounds are added until one of ``metrics`` is called worse (the regression is caught), or all are decided."""
+    undecided_ones = against_labels(["base"], metrics)
+
+    def decide(results: dict[str, Any]) -> list[str]:
+        findings = compare(select(results, "base"), select(results, ""), metrics=metrics)
+        return [] if any(f.verdict == "worse" for f in findings) else undecided_ones(results)
+    return decide
+
+
 def measure(head: Path, base: Path, variant: str, options: RunOptions, log: Callable[[str], None],
             metrics: tuple[str, ...] | None = None) -> tuple[dict[str, Any], list[Finding]]:
-    """One run of head against base; rounds are added until every gated metric (or ``metrics``) is decided."""
-    decider = against_labels(["base"], metrics)
+    """One run of head against base; rounds are added until every gated metric is decided (with
+    ``metrics``: until one of them is caught worse, or all are decided)."""
+    decider = caught_or_decided(metrics) if metrics else against_labels(["base"])
     results = run_benchmarks({None: head, "base": base}, options, (variant,), decider=decider, log=lambda line: None)
     findings = compare(select(results, "base"), select(results, ""))
     adaptive = results["adaptive"]

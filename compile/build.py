@@ -22,12 +22,14 @@ from compile.backends import BuildInputs
 from compile.backends.nuitka import nuitka_command, nuitka_environment, report_path
 from compile.backends.pyinstaller import pyinstaller_command
 from compile.buildenv import BuildEnv, ensure_build_env, env_root
+from compile.config_check import StaleEntry, stale_entries
 from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
-from compile.errors import BuildFailed
-from compile.nuitka_report import parse_report
+from compile.errors import BuildFailed, ConfigError
+from compile.nuitka_report import NuitkaReport, parse_report
 from compile.options import BuildOptions
 from compile.platforms import windows
 from compile.probe import PROBE_VERSION
+from compile.progress import QUIET, NuitkaPhases, Progress
 from compile.results import (
     BUILD_RECORD,
     BUILD_SCHEMA_VERSION,
@@ -36,7 +38,7 @@ from compile.results import (
     write_checksums,
     write_json_atomic,
 )
-from compile.runner import capture, run, tool_env
+from compile.runner import RunResult, capture, run, tool_env
 from compile.sidecar import (
     SIDECAR_DIR_NAME,
     MaterializeReport,
@@ -93,23 +95,34 @@ def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan, fact
     return sorted(kept)
 
 
-def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool,
-                   cache: bool = True) -> tuple[BuildInputs, dict[str, Any]]:
+def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool, cache: bool = True,
+                   progress: Progress | None = None) -> tuple[BuildInputs, dict[str, Any]]:
+    """Everything the planners need: data files, the build env's facts, the sidecar plan and (for
+    Nuitka) the standard-library closure; with ``stage_sidecar``, the sidecar folder itself."""
+    progress = progress or Progress(QUIET)
     data = tuple(data_files_for(options))
-    facts = probe(env, options, "facts")
-    details: dict[str, Any] = {"python": facts["python"]}
-    plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
+    with progress.step("probe the build env"):
+        facts = probe(env, options, "facts")
+    details: dict[str, Any] = {"python": facts["python"], "facts": facts}
+    with progress.step("plan the sidecar"):
+        plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
+        progress.line(f"  {len(plan.distributions)} distributions in the sidecar, {len(plan.shared)} shared")
+    details["sidecar"] = plan
     if options.tool == "pyinstaller":  # the same declaration: what no build ships, PyInstaller leaves out
         return BuildInputs(python=str(env.python), data_files=data, sidecar=plan), details
-    modules = stdlib_closure(env, options, plan, facts, cache=cache)
+    with progress.step("standard-library modules the sidecar needs"):
+        modules = stdlib_closure(env, options, plan, facts, cache=cache)
     sidecar_dir = None
     if stage_sidecar:
         sidecar_dir = options.build_path / SIDECAR_DIR_NAME
-        report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
-        byte_compile(env, sidecar_dir)
+        with progress.step("copy the sidecar"):
+            report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
+            progress.line(f"  {report.files} files, {report.bytes / 2**20:.0f} MiB "
+                          f"(trimmed {report.trimmed_bytes / 2**20:.0f} MiB)")
+        with progress.step("byte-compile the sidecar"):
+            byte_compile(env, sidecar_dir)
+            details["sidecar_sourceless"] = drop_sources(plan, facts, sidecar_dir, options.sidecar_keep_sources)
         details["sidecar_files"] = report
-        details["sidecar_sourceless"] = drop_sources(plan, facts, sidecar_dir, options.sidecar_keep_sources)
-    details["sidecar"] = plan
     inputs = BuildInputs(python=str(env.python), data_files=data, sidecar=plan, sidecar_dir=sidecar_dir,
                          stdlib_modules=tuple(modules))
     return inputs, details
@@ -118,7 +131,7 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool,
 def byte_compile(env: BuildEnv, folder: Path) -> None:
     # unchecked-hash: valid whatever the files' mtimes become after copying or unpacking, never rewritten
     run([str(env.python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-         str(folder)], echo=False, check=False, what="compileall")
+         str(folder)], check=False, what="compileall")
 
 
 def planned_environment(options: BuildOptions, environ: Mapping[str, str]) -> dict[str, str]:
@@ -164,34 +177,70 @@ def collect_artifact(options: BuildOptions) -> Path:
     return placed if options.onefile else placed / options.executable_name
 
 
-def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str, Any]:
-    started_at = time.time()
-    wall_started = time.perf_counter()
-    env = ensure_build_env(options, pyproject)
+def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
+    """Build, collect, check and record one variant; each step a line with its elapsed time."""
+    progress = progress or Progress()
+    started_at, wall_started = time.time(), time.perf_counter()
+    with progress.step("build env"):
+        env = ensure_build_env(options, pyproject, log=progress.line)
     env_seconds = time.perf_counter() - wall_started
     options.build_path.mkdir(parents=True, exist_ok=True)
-    inputs, details = prepare_inputs(options, env, stage_sidecar=options.tool == "nuitka")
+    inputs, details = prepare_inputs(options, env, stage_sidecar=options.tool == "nuitka", progress=progress)
+    result, command, variables = run_tool(options, env, inputs, progress)
+    with progress.step("collect the artifact"):
+        executable = collect_artifact(options)
+        if options.tool == "nuitka" and not options.onefile and inputs.sidecar_dir is not None:
+            shutil.copytree(inputs.sidecar_dir, executable.parent / SIDECAR_DIR_NAME)
+        write_json_atomic(options.dist_path / MANIFEST_NAME, manifest(list(inputs.data_files)))
+        report = None
+        if options.tool == "nuitka":
+            shutil.copy2(report_path(options), options.dist_path / "compilation-report.xml")
+            report = parse_report(Path(report_path(options)))
+    with progress.step("check [tool.compile] against the build"):
+        stale = stale_entries(options, details["facts"], details["sidecar"], report, details.get("sidecar_files"))
+        for entry in stale:
+            progress.line(f"  stale: {entry}", QUIET)
+    with progress.step("records and checksums"):
+        artifact = executable if options.onefile else options.dist_path / options.product_name
+        record = build_record(options, env, details, inputs, report, stale, command=command, variables=variables,
+                              executable=executable, artifact=artifact, tool_result=result, started_at=started_at,
+                              wall_seconds=time.perf_counter() - wall_started, env_seconds=env_seconds)
+        write_checksums(options.dist_path, artifact)
+        write_json_atomic(options.dist_path / BUILD_RECORD, record)
+    if stale:
+        raise ConfigError(
+            f"{len(stale)} [tool.compile] entr{'y' if len(stale) == 1 else 'ies'} matched nothing in this build:\n  "
+            + "\n  ".join(map(str, stale)),
+            hint="remove or rename them in pyproject.toml (a dependency may have renamed a module); the artifact "
+                 "was built and recorded")
+    return record
+
+
+def run_tool(options: BuildOptions, env: BuildEnv, inputs: BuildInputs,
+             progress: Progress) -> tuple[RunResult, list[str], dict[str, str]]:
+    """Run Nuitka or PyInstaller, following Nuitka's phases, with a heartbeat."""
     if options.platform == "windows" and options.tool == "pyinstaller":
         windows.version_file_path(options).write_text(windows.version_file_text(options), encoding="utf-8")
     command = planned_command(options, inputs)
     variables = planned_environment(options, os.environ)
-    print("\n$ " + command_line(command, variables, options.platform) + "\n", flush=True)
+    progress.raw("$ " + command_line(command, variables, options.platform))
     log = options.build_path / f"{options.tool}.log"
     # ccache keys include absolute paths; relative to the project they match across clones.
     tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), **variables})
-    result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool)
-    executable = collect_artifact(options)
-    bundle = executable.parent
-    if options.tool == "nuitka" and not options.onefile and inputs.sidecar_dir is not None:
-        shutil.copytree(inputs.sidecar_dir, bundle / SIDECAR_DIR_NAME)
-    manifest_path = options.dist_path / MANIFEST_NAME
-    write_json_atomic(manifest_path, manifest(list(inputs.data_files)))
-    report = None
-    if options.tool == "nuitka":
-        shutil.copy2(report_path(options), options.dist_path / "compilation-report.xml")
-        report = parse_report(Path(report_path(options)))
-    artifact = options.dist_path / options.product_name if not options.onefile else executable
-    record = {
+    phases = NuitkaPhases(progress, options.build_path / f"{Path(options.entry_point).stem}.build")
+    on_line = phases.feed if options.tool == "nuitka" else progress.raw
+    with progress.step(f"{options.tool} (full output: {log})"), progress.heartbeat(phases.status):
+        result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool,
+                     on_line=on_line)
+    return result, command, variables
+
+
+def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], inputs: BuildInputs,
+                 report: NuitkaReport | None, stale: list[StaleEntry], *, command: list[str],
+                 variables: dict[str, str], executable: Path, artifact: Path, tool_result: RunResult,
+                 started_at: float, wall_seconds: float, env_seconds: float) -> dict[str, Any]:
+    """``build.json``: what was built, how, from what, how long it took."""
+    record: dict[str, Any] = {
         "schema_version": BUILD_SCHEMA_VERSION,
         "variant": options.variant,
         "platform": options.platform,
@@ -201,9 +250,9 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         "python": ".".join(str(n) for n in details["python"]),
         "commit": git_commit(options.root),
         "started_at": started_at,
-        "wall_seconds": round(time.perf_counter() - wall_started, 3),
-        "tool_wall_seconds": round(result.wall_seconds, 3),
-        "tool_cpu_seconds": round(result.cpu_seconds, 3),
+        "wall_seconds": round(wall_seconds, 3),
+        "tool_wall_seconds": round(tool_result.wall_seconds, 3),
+        "tool_cpu_seconds": round(tool_result.cpu_seconds, 3),
         "build_env_seconds": round(env_seconds, 3),
         "build_env": {"key": env.key, "isolated": env.isolated},
         "executable": executable.relative_to(options.dist_path).as_posix(),
@@ -211,12 +260,13 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
         "options": _jsonable(asdict(options)),
         "command": command,
         "environment": variables,
-        "log": str(log),
+        "log": str(tool_result.log_path),
         "data_manifest": MANIFEST_NAME,
         "nuitka_report": report.summary() if report else None,
+        "stale_config": [str(entry) for entry in stale],
     }
-    if isinstance(details.get("sidecar"), SidecarPlan):
-        plan: SidecarPlan = details["sidecar"]
+    plan: SidecarPlan = details["sidecar"]
+    if options.tool == "nuitka":
         files: MaterializeReport | None = details.get("sidecar_files")
         sourceless: SourcelessReport | None = details.get("sidecar_sourceless")
         record["sidecar"] = {
@@ -229,8 +279,6 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any]) -> dict[str,
             "sourceless_files": sourceless.files if sourceless else None,
             "sourceless_bytes": sourceless.bytes if sourceless else None,
         }
-    write_checksums(options.dist_path, artifact)
-    write_json_atomic(options.dist_path / BUILD_RECORD, record)
     return record
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,22 +95,24 @@ def pinned_versions(requirement_list: list[str]) -> dict[str, str]:
     return pins
 
 
-def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
+def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any],
+                     log: Callable[[str], None] = print) -> BuildEnv:
     if not options.isolated:
+        log("build env: this environment (isolated = false)")
         return current_env()
     env = planned_env(options, pyproject)
     folder, python = env.path, env.python
     if is_complete(env):
-        print(f"build env: reusing {folder}")
+        log(f"build env: reusing {folder}")
         return env
     wanted = requirements(pyproject, options)
-    print(f"build env: creating {folder} ({len(wanted)} requirements)")
+    log(f"build env: creating {folder} ({len(wanted)} requirements; torch alone takes a few minutes)")
     shutil.rmtree(folder, ignore_errors=True)
     log = folder.with_suffix(".log")
-    run([sys.executable, "-m", "venv", str(folder)], log_path=log, echo=False, what="python -m venv")
+    run([sys.executable, "-m", "venv", str(folder)], log_path=log, what="python -m venv")
     try:
         run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wanted],
-            log_path=folder.parent / f"{env.key}-pip.log", echo=False, what="pip install into the build env")
+            log_path=folder.parent / f"{env.key}-pip.log", what="pip install into the build env")
     except Exception as exc:
         raise BuildEnvError(f"could not install the build requirements: {exc}",
                             hint="check the pins in [project].dependencies and build-requirements") from exc

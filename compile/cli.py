@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backend import __version__
 from backend.variants import BUILT, NUITKA_ONEFILE, NUITKA_STANDALONE, PYINSTALLER_ONEFILE
 from compile.errors import CompileError, MissingToolError, UsageError, VerifyFailed
 from compile.options import (
@@ -25,6 +26,7 @@ from compile.options import (
     load_pyproject,
     resolve_options,
 )
+from compile.progress import NORMAL, QUIET, VERBOSE, Progress
 
 # `compile plan MODE`: a variant's name, or the word that builds it
 MODE_ALIASES: dict[str, str] = {
@@ -45,31 +47,77 @@ def add_build_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nuitka-arg", dest="nuitka_args", action="append", help="extra Nuitka argument")
     parser.add_argument("--pyinstaller-arg", dest="pyinstaller_args", action="append",
                         help="extra PyInstaller argument")
+    add_verbosity_flags(parser)
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=QUIET, default=NORMAL,
+                          help="only the summary and errors")
+    loudness.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=VERBOSE,
+                          help="every option, and the build tool's own output as it runs")
+
+
+def subcommand(commands: Any, name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
+    epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples) if examples else None
+    return commands.add_parser(name, help=summary, description=f"{summary}.\n\n{description}", epilog=epilog,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m compile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"peft-engine compile {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    standalone = commands.add_parser("standalone", help="Nuitka standalone folder (the main job)")
+    standalone = subcommand(
+        commands, "standalone", "Nuitka standalone folder (the main job)",
+        "Builds dist/nuitka-standalone/: the backend and its web stack compiled to C, torch / transformers /\n"
+        "peft beside it as a byte-compiled sidecar. Each step prints its elapsed time; the tool's full\n"
+        "output goes to build/nuitka-standalone/nuitka.log.",
+        "python -m compile standalone", "python -m compile standalone -v --jobs 2",
+        "COMPILE_LTO=1 python -m compile standalone")
     add_build_flags(standalone)
-    onefile = commands.add_parser("onefile", help="Nuitka onefile with a cached extraction dir")
+    onefile = subcommand(
+        commands, "onefile", "Nuitka onefile with a cached extraction dir",
+        "Builds dist/nuitka-onefile/peft_engine: one file that unpacks once into the user's cache.",
+        "python -m compile onefile", "python -m compile onefile --no-onefile-as-archive")
     add_build_flags(onefile)
-    pyinstaller = commands.add_parser("pyinstaller", help="PyInstaller baseline")
+    pyinstaller = subcommand(
+        commands, "pyinstaller", "PyInstaller baseline",
+        "Builds the PyInstaller baseline from the same declaration ([tool.compile]): the reference the\n"
+        "benchmarks compare with.", "python -m compile pyinstaller --onefile", "python -m compile pyinstaller --onedir")
     kind = pyinstaller.add_mutually_exclusive_group()
     kind.add_argument("--onefile", dest="pyinstaller_variant", action="store_const", const="pyinstaller-onefile")
     kind.add_argument("--onedir", dest="pyinstaller_variant", action="store_const", const="pyinstaller-onedir")
     add_build_flags(pyinstaller)
-    plan = commands.add_parser("plan", help="print the options and the exact command a build would run")
+    plan = subcommand(
+        commands, "plan", "print the options and the exact command a build would run",
+        "Creates nothing: the sidecar and standard-library lists come from the build env when it exists,\n"
+        "else from this environment (and the output says so). Any platform can be planned from any other.",
+        "python -m compile plan", "python -m compile plan --platform windows onefile",
+        "python -m compile plan pyinstaller-onedir -v")
     plan.add_argument("mode", nargs="?", default="standalone", help=f"one of: {', '.join(MODE_ALIASES)}")
     plan.add_argument("--platform", help=f"one of: {', '.join(PLATFORMS)} (default: this machine)")
     add_build_flags(plan)
-    doctor = commands.add_parser("doctor", help="check this machine can build; install hints")
+    doctor = subcommand(
+        commands, "doctor", "check this machine can build; install hints",
+        "Reports only what it looked at: before the first build the isolated build env does not exist,\n"
+        "and doctor says so (todo) instead of vouching for the tools a build installs there.",
+        "python -m compile doctor", "python -m compile doctor --no-isolation")
     doctor.add_argument("--project", type=Path, default=Path.cwd())
     doctor.add_argument("--isolation", dest="isolated", action=argparse.BooleanOptionalAction, default=None)
-    verify = commands.add_parser("verify", help="launch an artifact and prove it works")
+    verify = subcommand(
+        commands, "verify", "launch an artifact and prove it works",
+        "Runs the first-use scenarios of the HTTP behaviour suite against the artifact, each on a fresh\n"
+        "server: the protocol, then generate, streamed generate, system, training and merge, each used\n"
+        "first. Exits 7 when a check fails, naming what it saw.",
+        "python -m compile verify dist/nuitka-standalone", "python -m compile verify dist/pyinstaller-onefile")
     verify.add_argument("artifact", type=Path, help="dist/<variant> folder (or its executable)")
-    report = commands.add_parser("report", help="what went into an artifact")
+    report = subcommand(
+        commands, "report", "what went into an artifact",
+        "Sizes, the sidecar's distributions and why each is there, module kinds and ccache hits.",
+        "python -m compile report dist/nuitka-standalone",
+        "python -m compile report dist/nuitka-standalone --modules")
     report.add_argument("artifact", type=Path)
     report.add_argument("--modules", action="store_true", help="list every module with its kind and reason")
     return parser
@@ -92,14 +140,17 @@ def command_build(args: argparse.Namespace, variant: str) -> int:
     from compile.build import execute_build
     from compile.doctor import evaluate, gather_facts, render
 
+    progress = Progress(args.verbosity)
     options, pyproject = options_for(args, variant, current_platform())
-    print(f"python -m compile {args.command}: {variant} for {options.platform}")
-    print(options.describe())
-    failures = [c for c in evaluate(gather_facts(options, pyproject)) if c.status == "fail"]
+    if args.verbosity >= NORMAL:
+        print(f"python -m compile {args.command}: {variant} for {options.platform}")
+        print(options.describe(everything=args.verbosity >= VERBOSE))
+    with progress.step("check the machine (compile doctor)"):
+        failures = [c for c in evaluate(gather_facts(options, pyproject)) if c.status == "fail"]
     if failures:
         raise MissingToolError("this machine cannot build yet:\n" + render(failures),
                                hint="fix the items above (python -m compile doctor shows all checks)")
-    record = execute_build(options, pyproject)
+    record = execute_build(options, pyproject, progress)
     print(summary(record, options))
     return 0
 
@@ -144,7 +195,7 @@ def command_plan(args: argparse.Namespace) -> int:
     options, pyproject = options_for(args, variant, platform)
     native = platform == current_platform()
     print(f"# options ({variant}, {platform})")
-    print("\n".join("# " + line for line in options.describe().splitlines()))
+    print("\n".join("# " + line for line in options.describe(everything=args.verbosity >= VERBOSE).splitlines()))
     env = planned_env(options, pyproject) if native and options.isolated else current_env()
     if not native:
         print(f"# sidecar and stdlib lists computed from this {current_platform()} environment; "

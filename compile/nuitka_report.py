@@ -10,7 +10,10 @@ from typing import Any
 
 
 def module_kind(class_name: str) -> str:
-    """Nuitka's module class name → ``compiled`` / ``bytecode`` / ``extension``."""
+    """Nuitka's module class name → ``compiled`` / ``bytecode`` / ``extension`` / ``namespace`` (a
+    namespace package has no code: Nuitka reports it as compiled whatever its modules are)."""
+    if class_name.endswith("NamespacePackage"):
+        return "namespace"
     if class_name.startswith("Compiled") or class_name == "PythonMainModule":
         return "compiled"
     if class_name.startswith("Uncompiled"):

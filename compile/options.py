@@ -14,6 +14,7 @@ Keys are the field names with ``-`` for ``_`` (``product-name``). An unknown key
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import sys
@@ -60,7 +61,6 @@ class BuildOptions:
     dist_dir: str = "dist"
     build_dir: str = "build"
     # how modules are included
-    compiled_packages: tuple[str, ...] = ()  # documented intent: these are compiled to C
     bytecode_packages: tuple[str, ...] = ()  # Nuitka bytecode demotion (small packages only), included whole
     bytecode_modules: tuple[str, ...] = ()  # single modules demoted; included by following as usual
     sidecar_roots: tuple[str, ...] = ("torch", "transformers", "peft")
@@ -120,16 +120,23 @@ class BuildOptions:
     def executable_name(self) -> str:
         return self.product_name + (".exe" if self.platform == "windows" else "")
 
-    def describe(self) -> str:
-        """Every option, one per line: printed before a build starts."""
+    def describe(self, everything: bool = False) -> str:
+        """The options, one per line, printed before a build starts: those that differ from the defaults
+        (``everything``: all of them)."""
         lines = []
+        hidden = 0
         for item in fields(self):
             value = getattr(self, item.name)
+            if not everything and item.name not in ("platform", "variant") and value == item.default:
+                hidden += 1
+                continue
             if isinstance(value, tuple) and value and isinstance(value[0], DataSpec):
                 value = ", ".join(f"{spec.glob} -> {spec.destination}" for spec in value)
             elif isinstance(value, tuple):
                 value = ", ".join(value) if value else "-"
             lines.append(f"  {item.name.replace('_', '-'):<22} {value}")
+        if hidden:
+            lines.append(f"  ({hidden} options at their defaults not shown; -v shows every option)")
         return "\n".join(lines)
 
 
@@ -241,9 +248,7 @@ def _table_values(table: Mapping[str, Any], source: str) -> dict[str, Any]:
             continue
         name = key.replace("-", "_")
         if name not in _FIELDS or name in _NOT_CONFIGURABLE:
-            raise ConfigError(
-                f"{source}: unknown key '{key}'", hint=f"valid keys: {', '.join(CONFIG_KEYS)}"
-            )
+            raise ConfigError(f"{source}: unknown key '{key}'", hint=did_you_mean(key, CONFIG_KEYS, "valid keys"))
         values[name] = _convert(name, value, source)
     return values
 
@@ -255,13 +260,17 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         name = env_key[len(ENV_PREFIX):].lower()
         if name not in _FIELDS or name in _NOT_CONFIGURABLE or name == "data":
-            raise ConfigError(
-                f"environment: unknown variable {env_key}",
-                hint="valid: "
-                + ", ".join(ENV_PREFIX + k.replace("-", "_").upper() for k in CONFIG_KEYS if k != "data"),
-            )
+            known = [ENV_PREFIX + k.replace("-", "_").upper() for k in CONFIG_KEYS if k != "data"]
+            raise ConfigError(f"environment: unknown variable {env_key}", hint=did_you_mean(env_key, known, "valid"))
         values[name] = _convert(name, value, f"environment {env_key}")
     return values
+
+
+def did_you_mean(given: str, known: list[str], listing: str) -> str:
+    """A hint naming the closest known spelling (dashes, underscores and case aside), else every known one."""
+    normal = {key.replace("_", "-").lower(): key for key in known}
+    close = difflib.get_close_matches(given.replace("_", "-").lower(), list(normal), n=1, cutoff=0.6)
+    return f"did you mean '{normal[close[0]]}'?" if close else f"{listing}: {', '.join(known)}"
 
 
 def resolve_options(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +43,11 @@ def run(
     log_path: Path | None = None,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-    echo: bool = True,
+    on_line: Callable[[str], None] | None = None,
     check: bool = True,
     what: str | None = None,
 ) -> RunResult:
-    """Run ``command``; its output goes to ``log_path`` (complete) and to stdout when ``echo``."""
+    """Run ``command``; its output goes to ``log_path`` (complete) and, line by line, to ``on_line``."""
     started, cpu_before = time.perf_counter(), _children_cpu()
     log = None
     if log_path is not None:
@@ -69,9 +68,8 @@ def run(
     for line in process.stdout:
         if log:
             log.write(line)
-        if echo:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
     returncode = process.wait()
     if log:
         log.close()

@@ -101,20 +101,20 @@ def plan_sidecar(
     )
 
 
-def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> bool:
-    """Whether a file is dropped: a pattern with a ``/`` is a folder relative to the sidecar
-    (``torch/testing/_internal``), one with wildcards matches the file name, any other names a folder
-    anywhere on the path."""
+def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> str | None:
+    """The pattern that drops a file, or None: a pattern with a ``/`` is a folder relative to the
+    sidecar (``torch/testing/_internal``), one with wildcards matches the file name, any other names a
+    folder anywhere on the path."""
     for pattern in patterns:
         if "/" in pattern:
             if relative.as_posix().startswith(pattern.strip("/") + "/"):
-                return True
+                return pattern
         elif any(char in pattern for char in "*?["):
             if fnmatch.fnmatch(relative.name, pattern):
-                return True
+                return pattern
         elif pattern in relative.parts[:-1]:
-            return True
-    return False
+            return pattern
+    return None
 
 
 @dataclass
@@ -124,6 +124,7 @@ class MaterializeReport:
     trimmed_files: int = 0
     trimmed_bytes: int = 0
     per_distribution: dict[str, int] = field(default_factory=dict)
+    trimmed_by_pattern: dict[str, int] = field(default_factory=dict)  # files each sidecar-trim pattern dropped
 
 
 def materialize(
@@ -152,7 +153,9 @@ def materialize(
             if not source.is_file():
                 continue
             size = source.stat().st_size
-            if not is_metadata and trimmed(relative, trim):
+            pattern = None if is_metadata else trimmed(relative, trim)
+            if pattern is not None:
+                report.trimmed_by_pattern[pattern] = report.trimmed_by_pattern.get(pattern, 0) + 1
                 report.trimmed_files += 1
                 report.trimmed_bytes += size
                 continue
