@@ -14,10 +14,10 @@ Each injection is measured ``--repeats`` times and must be called ``worse`` in (
 unchanged copy is measured ``--aa-repeats`` times and must (nearly) never be called ``worse`` on any
 metric. The table goes to ``--out``.
 
-Injection runs skip what cannot bear on their metric (training rounds, instruction counts) and add rounds
-only until the regression is caught (one of its metrics called worse) or its metrics are decided; the unchanged runs measure everything the gate decides on,
-instruction counts included, and add rounds until every gated metric is decided or the quick
-profile's cap (12 rounds).
+Injection runs skip what cannot bear on their metric (training rounds, instruction counts) and add
+rounds only until the regression is caught (one of its metrics called worse) or its metrics are
+decided; the unchanged runs measure everything the gate decides on, instruction counts included, and
+add rounds until every gated metric is decided or the quick profile's cap (12 rounds).
 """
 
 from __future__ import annotations
