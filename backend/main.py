@@ -12,11 +12,8 @@ start (e.g. the port is taken), 2 invalid flags or settings.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import os
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -29,7 +26,6 @@ from backend import __version__, faults
 EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
-SETTLE_AFTER_READY_S = 0.3
 PRIVATE_UMASK = 0o077
 
 log = logging.getLogger("backend")
@@ -67,13 +63,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def ready_line(*, port: int, version: str, mode: str, token: str) -> str:
-    return json.dumps(
-        {"event": "ready", "port": port, "pid": os.getpid(), "version": version, "mode": mode, "token": token},
-        separators=(",", ":"),
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -86,12 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if os.name == "posix":  # every file the server and its workers write is this user's alone
         os.umask(PRIVATE_UMASK)
-    import uvicorn
+    return serve(settings)
 
-    from backend.app import create_app, warm_request, warm_routes
+
+def serve(settings: Any) -> int:
+    """Data dir, logging, socket, then the server until it stops."""
     from backend.logging_setup import configure_logging
-    from backend.memory_release import release_startup_memory
     from backend.runtime_paths import current_layout
+    from backend.server import BackendServer
     from backend.services.container import resolve_data_dir
     from backend.services.lifecycle import Lifecycle
 
@@ -108,60 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot bind %s:%s: %s; pick another --port or 0 for a free one", settings.host, settings.port, exc)
         return EXIT_START_FAILED
-    port = sock.getsockname()[1]
-
     lifecycle = Lifecycle()
-    app = create_app(settings, layout=layout, lifecycle=lifecycle)
-    config = uvicorn.Config(
-        app, log_config=None, log_level=settings.log_level, lifespan="on", http="h11", loop="asyncio",
-        ws="none", timeout_graceful_shutdown=1, access_log=settings.log_level == "debug",
-    )
-
-    class BackendServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # A signal asks for the same graceful stop as POST /api/shutdown, and the process then exits
-            # 0 like it. (uvicorn's own handler re-raises the signal once it has shut down, so the
-            # process would die by it: -15 for SIGTERM.) A second Ctrl-C forces the exit.
-            lifecycle.request_shutdown(f"signal {sig}")
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
-            self.should_exit = True
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started and not self.should_exit:
-                print(ready_line(port=port, version=__version__, mode=layout.mode.name, token=settings.token),
-                      flush=True)
-                if settings.exit_after_ready:  # measuring startup: nothing after the ready line counts
-                    os._exit(EXIT_OK)
-                log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, port, layout.mode.name,
-                         os.getpid(), log_file)
-                asyncio.get_running_loop().call_later(SETTLE_AFTER_READY_S, start_settling)
-
-    background: set[asyncio.Future[None]] = set()  # a strong reference until done
-
-    async def settle() -> None:
-        """Off the startup path: build what the first requests would build lazily, then give back
-        the memory only startup used. Never fatal: a server that did not settle still serves."""
-        try:
-            status = await warm_request(app)
-            routers = warm_routes(app)
-            released = release_startup_memory() if settings.release_startup_memory else None
-            log.debug("settled: warm-up request %d, %d routers built, released %s", status, routers, released)
-        except Exception:
-            log.exception("settling after startup failed; serving anyway")
-
-    def start_settling() -> None:
-        task = asyncio.ensure_future(settle())
-        background.add(task)
-        task.add_done_callback(background.discard)
-
-    server = BackendServer(config)
-
-    def stop_server() -> None:
-        server.should_exit = True
-
-    lifecycle.on_shutdown_request(stop_server)
+    server = BackendServer(settings, layout, lifecycle, sock.getsockname()[1], log_file)
     server.run(sockets=[sock])
     if not server.started:
         log.error("the server did not start; see the errors above")

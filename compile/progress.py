@@ -116,7 +116,7 @@ class NuitkaPhases:
                     self.progress.line(f"  ▶ {phase}")
 
     def status(self) -> str | None:
-        if self.phase is None:
+        if self.phase in (None, "done"):
             return None
         took = f"{self.progress.clock() - self.phase_started:.0f}s"
         if self.phase == "C compile":

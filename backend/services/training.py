@@ -70,9 +70,93 @@ def steps_for(records: int, batch_size: int, max_steps: int | None, epochs: floa
     return max(1, math.ceil(epochs * math.ceil(records / batch_size)))
 
 
-def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest]) -> TrainingOutcome:
-    emit({"type": "status", "phase": "loading"})
-    started = time.perf_counter()
+@dataclass
+class Trainee:
+    """What a run trains: the LoRA-wrapped model, its tokenizer, optimizer and schedule, and the
+    tokenized examples in a fixed batch order (so a resumed run continues the same order)."""
+
+    spec: TrainingSpec
+    model: Any
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    examples: list[Any]
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.examples) / self.spec.batch_size))
+
+    def batch(self, index: int) -> tuple[Any, Any, Any]:
+        """Inputs, attention mask and labels of batch ``index``: a seeded shuffle per epoch, padded."""
+        import torch
+
+        size = self.spec.batch_size
+        epoch, position = divmod(index, self.batches_per_epoch)
+        generator = torch.Generator().manual_seed(self.spec.seed + epoch)
+        order = torch.randperm(len(self.examples), generator=generator).tolist()
+        chosen = [self.examples[i] for i in order[position * size:(position + 1) * size]]
+        width = max(len(item) for item in chosen)
+        input_ids = torch.full((len(chosen), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(chosen), width), dtype=torch.long)
+        for row, item in enumerate(chosen):
+            input_ids[row, : len(item)] = item
+            attention[row, : len(item)] = 1
+        return input_ids, attention, input_ids.masked_fill(attention == 0, -100)
+
+    def train_step(self, index: int) -> float:
+        """One optimizer step on batch ``index``; returns its loss."""
+        input_ids, attention, labels = self.batch(index)
+        output = self.model(input_ids=input_ids, attention_mask=attention, labels=labels)
+        output.loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(output.loss.detach())
+
+    def save_checkpoint(self, at_step: int) -> None:
+        """Adapter, optimizer, schedule, RNG and step, written beside the old checkpoint and swapped in."""
+        import torch
+
+        checkpoint = Path(self.spec.checkpoint_dir)
+        staging = checkpoint.with_name(checkpoint.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self.model.save_pretrained(staging / CHECKPOINT_ADAPTER)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "rng": torch.get_rng_state(), "step": at_step}, staging / CHECKPOINT_STATE)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        staging.rename(checkpoint)
+
+    def restore_checkpoint(self) -> int:
+        """Load what :meth:`save_checkpoint` wrote; returns the step to continue from."""
+        import torch
+
+        state = torch.load(Path(self.spec.checkpoint_dir) / CHECKPOINT_STATE, map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        return int(state["step"])
+
+    def save_adapter(self, steps: int, loss: float | None) -> None:
+        """The trained adapter, written beside the target folder and swapped in; the checkpoint goes."""
+        adapter_dir = Path(self.spec.adapter_dir)
+        staging = adapter_dir.with_name(adapter_dir.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging)
+        (staging / "peft_engine.json").write_text(
+            json.dumps({"job_id": self.spec.job_id, "steps": steps, "final_loss": loss}, indent=2), encoding="utf-8")
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        staging.rename(adapter_dir)
+        shutil.rmtree(Path(self.spec.checkpoint_dir), ignore_errors=True)
+
+
+def can_resume(spec: TrainingSpec) -> bool:
+    return spec.resume and (Path(spec.checkpoint_dir) / CHECKPOINT_STATE).is_file()
+
+
+def load_trainee(spec: TrainingSpec) -> Trainee:
+    """Load the base model from its folder, wrap it in LoRA (or the checkpoint's adapter when resuming),
+    tokenize the dataset, and build the optimizer and its linear warm-up / decay schedule."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -82,26 +166,17 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     base = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
-    checkpoint = Path(spec.checkpoint_dir)
-    state_file = checkpoint / CHECKPOINT_STATE
-    resuming = spec.resume and state_file.is_file()
-    if resuming:
-        model = PeftModel.from_pretrained(base, checkpoint / CHECKPOINT_ADAPTER, is_trainable=True)
+    if can_resume(spec):
+        model = PeftModel.from_pretrained(base, Path(spec.checkpoint_dir) / CHECKPOINT_ADAPTER, is_trainable=True)
     else:
-        lora = LoraConfig(
-            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
-            target_modules=list(spec.target_modules), task_type="CAUSAL_LM",
-        )
+        lora = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                          target_modules=list(spec.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(base, lora)
     model.train()
-
     texts = [format_record(record) + (tokenizer.eos_token or "") for record in load_records(Path(spec.dataset_path))]
     encoded = tokenizer(texts, truncation=True, max_length=spec.max_seq_length, add_special_tokens=True)
     examples = [torch.tensor(ids, dtype=torch.long) for ids in encoded["input_ids"]]
-    batches_per_epoch = max(1, math.ceil(len(examples) / spec.batch_size))
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.learning_rate)
     warmup, total = spec.warmup_steps, spec.total_steps
 
     def lr_factor(step: int) -> float:
@@ -110,84 +185,43 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    return Trainee(spec, model, tokenizer, optimizer, scheduler, examples)
+
+
+def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest]) -> TrainingOutcome:
+    """Train to ``spec.total_steps``, reporting each step, checking for cancel / stop between steps and
+    checkpointing every ``checkpoint_every`` steps (and on stop)."""
+    emit({"type": "status", "phase": "loading"})
+    started = time.perf_counter()
+    trainee = load_trainee(spec)
     step = 0
-    if resuming:
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step = int(state["step"])
+    if can_resume(spec):
+        step = trainee.restore_checkpoint()
         emit({"type": "status", "phase": "resumed", "step": step})
-
-    def batch_for(index: int) -> tuple[Any, Any, Any]:
-        epoch, position = divmod(index, batches_per_epoch)
-        generator = torch.Generator().manual_seed(spec.seed + epoch)
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        chosen = [examples[i] for i in order[position * spec.batch_size:(position + 1) * spec.batch_size]]
-        width = max(len(item) for item in chosen)
-        input_ids = torch.full((len(chosen), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((len(chosen), width), dtype=torch.long)
-        for row, item in enumerate(chosen):
-            input_ids[row, : len(item)] = item
-            attention[row, : len(item)] = 1
-        labels = input_ids.masked_fill(attention == 0, -100)
-        return input_ids, attention, labels
-
-    def save_checkpoint(at_step: int) -> None:
-        staging = checkpoint.with_name(checkpoint.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        model.save_pretrained(staging / CHECKPOINT_ADAPTER)
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": torch.get_rng_state(), "step": at_step},
-            staging / CHECKPOINT_STATE,
-        )
-        shutil.rmtree(checkpoint, ignore_errors=True)
-        staging.rename(checkpoint)
-        emit({"type": "checkpoint", "step": at_step})
-
+    total = spec.total_steps
     emit({"type": "status", "phase": "training", "load_seconds": round(time.perf_counter() - started, 3),
-          "total_steps": total, "examples": len(examples)})
-    loss_value: float | None = None
-    loop_started = time.perf_counter()
-    first_step = step
+          "total_steps": total, "examples": len(trainee.examples)})
+    loss: float | None = None
+    loop_started, first_step = time.perf_counter(), step
     while step < total:
         request = stop_requested()
         if request == "cancel":
-            return TrainingOutcome("cancelled", step, loss_value)
+            return TrainingOutcome("cancelled", step, loss)
         if request == "stop":
-            save_checkpoint(step)
-            return TrainingOutcome("interrupted", step, loss_value)
+            trainee.save_checkpoint(step)
+            emit({"type": "checkpoint", "step": step})
+            return TrainingOutcome("interrupted", step, loss)
         faults.check("worker-step")
-        input_ids, attention, labels = batch_for(step)
-        output = model(input_ids=input_ids, attention_mask=attention, labels=labels)
-        output.loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss = trainee.train_step(step)
         step += 1
-        loss_value = float(output.loss.detach())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss became {loss_value} at step {step}: lower the learning rate")
-        elapsed = time.perf_counter() - loop_started
-        per_step = elapsed / (step - first_step)
-        emit({
-            "type": "step", "step": step, "total_steps": total, "loss": round(loss_value, 6),
-            "learning_rate": scheduler.get_last_lr()[0], "epoch": round(step / batches_per_epoch, 4),
-            "eta_seconds": round(per_step * (total - step), 3),
-        })
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {step}: lower the learning rate")
+        per_step = (time.perf_counter() - loop_started) / (step - first_step)
+        emit({"type": "step", "step": step, "total_steps": total, "loss": round(loss, 6),
+              "learning_rate": trainee.scheduler.get_last_lr()[0],
+              "epoch": round(step / trainee.batches_per_epoch, 4), "eta_seconds": round(per_step * (total - step), 3)})
         if spec.checkpoint_every and step % spec.checkpoint_every == 0 and step < total:
-            save_checkpoint(step)
-
-    adapter_dir = Path(spec.adapter_dir)
-    staging = adapter_dir.with_name(adapter_dir.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    (staging / "peft_engine.json").write_text(
-        json.dumps({"job_id": spec.job_id, "steps": step, "final_loss": loss_value}, indent=2), encoding="utf-8"
-    )
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    staging.rename(adapter_dir)
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    return TrainingOutcome("completed", step, loss_value)
+            trainee.save_checkpoint(step)
+            emit({"type": "checkpoint", "step": step})
+    trainee.save_adapter(step, loss)
+    return TrainingOutcome("completed", step, loss)

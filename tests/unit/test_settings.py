@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from backend.main import build_parser, main, ready_line, settings_from_args
+from backend.main import build_parser, main, settings_from_args
+from backend.server import ready_line
 from backend.settings import Settings
 
 
