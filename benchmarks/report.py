@@ -115,6 +115,20 @@ def calibrated_startup(results: dict[str, Any], name: str) -> float | None:
     return statistics.median(warm) / statistics.median(calibration) if warm and calibration else None
 
 
+def calibrated_section(baseline: dict[str, Any], results: dict[str, Any]) -> str:
+    """Wall-clock against a stored baseline: each run's warm startup ÷ its calibration process, then and
+    now. Reported, never gated: across runs the machine's speed moves more than a regression would."""
+    rows = []
+    for name in _order(results):
+        now, then = calibrated_startup(results, name), calibrated_startup(baseline, name)
+        if now is not None and then is not None:
+            rows.append([name, f"{then:.2f}", f"{now:.2f}", f"{now / then:.2f}×"])
+    if not rows:
+        return ""
+    return ("### Wall-clock startup, calibrated (reported, not gated)\n\n"
+            + _table(["variant", "baseline ÷ calibration", "now ÷ calibration", "change"], rows) + "\n")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -135,6 +149,8 @@ def render_markdown(results: dict[str, Any], findings: list[Finding] | None = No
                          + ", ".join(f"{f.variant} {METRICS[f.metric].label}" for f in pending)
                          + " (the 'detectable' column: the smallest increase this run could have flagged).\n")
         parts.append("\n")
+        if baseline is not None and not same_run(baseline, results):
+            parts.append(calibrated_section(baseline, results))
     parts.append("### Headline\n\n")
     parts.append(_table(HEADLINE_HEADER, headline_rows(results)))
     missing = results.get("missing") or {}
