@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from backend import __version__
 from backend.variants import NAMES
 
 DEFAULT_RESULTS = Path("reports/results.json")
@@ -30,6 +31,7 @@ EXTRAS = ("numpy", "scipy", "matplotlib")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"peft-engine benchmarks {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="measure every built variant, interleaved")
     run.add_argument("--quick", action="store_true",
