@@ -139,15 +139,18 @@ class JobManager:
 
     def _flush_unrecorded(self) -> None:
         """Write the final states the database refused earlier, now that it may accept them."""
-        for job_id, fields in list(self._unrecorded.items()):
-            data = {key: value for key, value in fields.items() if key != "finished_at"}
-            try:
-                self.store.transition(job_id, fields, "state", data)
-            except sqlite3.Error:
-                return  # still refused: try again on the next query
-            self._unrecorded.pop(job_id, None)
-            log.info("recorded the final state of job %s (%s)", job_id, fields["status"])
-            self.notifier.notify(job_id)
+        if not self._unrecorded:
+            return
+        with self._lock:
+            for job_id, fields in list(self._unrecorded.items()):
+                data = {key: value for key, value in fields.items() if key != "finished_at"}
+                try:
+                    self.store.transition(job_id, fields, "state", data)
+                except sqlite3.Error:
+                    return  # still refused: try again on the next query
+                self._unrecorded.pop(job_id, None)
+                log.info("recorded the final state of job %s (%s)", job_id, fields["status"])
+                self.notifier.notify(job_id)
 
     def events_after(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
         return self.store.events_after(job_id, after_seq)
@@ -431,13 +434,14 @@ class JobManager:
         """Record a final state with its event; when the database refuses (a full disk), keep it in
         memory, where every query sees it, until it can be written."""
         changes = {"status": status, "error": error, "finished_at": time.time(), **fields}
-        try:
-            self.store.transition(job_id, changes, "state", {"status": status, "error": error,
-                                                             **{k: v for k, v in fields.items() if v is not None}})
-            self._unrecorded.pop(job_id, None)
-        except sqlite3.Error:
-            log.exception("could not record that job %s is %s; kept in memory until it can be", job_id, status)
-            self._unrecorded[job_id] = changes
+        data = {"status": status, "error": error, **{k: v for k, v in fields.items() if v is not None}}
+        with self._lock:
+            try:
+                self.store.transition(job_id, changes, "state", data)
+                self._unrecorded.pop(job_id, None)
+            except sqlite3.Error:
+                log.exception("could not record that job %s is %s; kept in memory until it can be", job_id, status)
+                self._unrecorded[job_id] = changes
         self.notifier.notify(job_id)
 
     def _event(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
