@@ -140,73 +140,87 @@ def measure(head: Path, base: Path, variant: str, options: RunOptions, log: Call
     return results, findings
 
 
+@dataclass
+class Tally:
+    """The table rows so far, and the acceptance failures."""
+
+    rows: list[str]
+    failures: list[str]
+
+
+def run_injection(injection: Injection, head: Path, base: Path, root: Path, repeats: int, options: RunOptions,
+                  keep: Path | None, tally: Tally, log: Callable[[str], None]) -> None:
+    """Inject, build if needed, measure ``repeats`` times; caught in 9 of 10 runs or it fails."""
+    injection.apply(head, root)
+    if injection.build:
+        build(head, injection.variant, log)
+    verdicts = []
+    for repeat in range(repeats):
+        log(f"  {injection.name} {repeat + 1}/{repeats}")
+        results, findings = measure(head, base, injection.variant, options, log, injection.metrics)
+        if keep:
+            write_json(keep / f"{injection.name}-{repeat + 1}.json", results)
+        found = [f for f in findings if f.metric in injection.metrics and f.variant == injection.variant]
+        verdicts.append(min((f.verdict for f in found), key=ORDER.__getitem__) if found else "not measured")
+    worse = verdicts.count("worse")
+    labels = " or ".join(METRICS[metric].label for metric in injection.metrics)
+    tally.rows.append(f"| {injection.description} | {injection.variant} | {labels} | {repeats} | {worse} | "
+                      f"{_tally(verdicts)} |")
+    if worse < repeats - repeats // 10:
+        tally.failures.append(f"{injection.name}: worse in {worse} of {repeats}")
+
+
+def run_unchanged(head: Path, base: Path, repeats: int, options: RunOptions, keep: Path | None, tally: Tally,
+                  log: Callable[[str], None]) -> None:
+    """Measure an unchanged copy ``repeats`` times; a false alarm on any metric in more than 1 of 20 fails."""
+    alarms = []
+    for repeat in range(repeats):
+        log(f"  no change {repeat + 1}/{repeats}")
+        results, findings = measure(head, base, SOURCE.name, options, log)
+        if keep:
+            write_json(keep / f"unchanged-{repeat + 1}.json", results)
+        alarms.append(", ".join(f"{f.variant} {f.metric}" for f in findings if f.verdict == "worse"))
+    false_alarms = sum(1 for alarm in alarms if alarm)
+    detail = "; ".join(alarm for alarm in alarms if alarm) or "none"
+    tally.rows.append(f"| no change (A/A) | source | any gated metric | {repeats} | {false_alarms} | "
+                      f"false alarms: {detail} |")
+    if false_alarms > max(1, repeats // 20):
+        tally.failures.append(f"A/A: worse in {false_alarms} of {repeats}")
+
+
 def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: int, out: Path,
                  keep: Path | None, log: Callable[[str], None] = print) -> int:
     started = time.monotonic()
     if keep:
         keep.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="peft-selftest-", dir=keep))
-    rows: list[str] = []
-    failures: list[str] = []
+    tally = Tally([], [])
     try:
         # Every copy first: the checkout may change while the measurements run.
         base = copy_checkout(root, scratch / "base")
         heads = {name: copy_checkout(root, scratch / name) for name in chosen}
         unchanged = copy_checkout(root, scratch / "unchanged")
         quick = RunOptions.quick_profile()
-        injected_options = replace(quick, train_rounds=0, instructions="none")
         if any(INJECTIONS[name].build for name in chosen):
             build(base, NUITKA_STANDALONE.name, log)
         for name in chosen:
-            injection = INJECTIONS[name]
-            head = heads[name]
-            injection.apply(head, root)
-            if injection.build:
-                build(head, injection.variant, log)
-            verdicts = []
-            for repeat in range(repeats):
-                log(f"  {name} {repeat + 1}/{repeats}")
-                results, findings = measure(head, base, injection.variant, injected_options, log, injection.metrics)
-                if keep:
-                    write_json(scratch / f"{name}-{repeat + 1}.json", results)
-                found = [f for f in findings if f.metric in injection.metrics and f.variant == injection.variant]
-                verdicts.append(min((f.verdict for f in found), key=ORDER.__getitem__) if found else "not measured")
-            worse = verdicts.count("worse")
-            labels = " or ".join(METRICS[metric].label for metric in injection.metrics)
-            rows.append(f"| {injection.description} | {injection.variant} | {labels} | {repeats} | {worse} | "
-                        f"{_tally(verdicts)} |")
-            if worse < repeats - repeats // 10:
-                failures.append(f"{name}: worse in {worse} of {repeats}")
+            run_injection(INJECTIONS[name], heads[name], base, root, repeats,
+                          replace(quick, train_rounds=0, instructions="none"), scratch if keep else None, tally, log)
         if aa_repeats:
-            head = unchanged
-            alarms = []
-            for repeat in range(aa_repeats):
-                log(f"  no change {repeat + 1}/{aa_repeats}")
-                results, findings = measure(head, base, SOURCE.name, quick, log)
-                if keep:
-                    write_json(scratch / f"unchanged-{repeat + 1}.json", results)
-                worse = [f"{f.variant} {f.metric}" for f in findings if f.verdict == "worse"]
-                alarms.append(", ".join(worse) if worse else "")
-            false_alarms = sum(1 for alarm in alarms if alarm)
-            detail = "; ".join(alarm for alarm in alarms if alarm) or "none"
-            rows.append(f"| no change (A/A) | source | any gated metric | {aa_repeats} | {false_alarms} | "
-                        f"false alarms: {detail} |")
-            if false_alarms > max(1, aa_repeats // 20):
-                failures.append(f"A/A: worse in {false_alarms} of {aa_repeats}")
+            run_unchanged(unchanged, base, aa_repeats, quick, scratch if keep else None, tally, log)
     finally:
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
-    table = "\n".join([
-        "| injection | variant | metric | repeats | reported worse | verdicts |",
-        "|---|---|---|---|---|---|", *rows])
+    table = "\n".join(["| injection | variant | metric | repeats | reported worse | verdicts |",
+                       "|---|---|---|---|---|---|", *tally.rows])
     command = f"python -m benchmarks selftest --repeats {repeats} --aa-repeats {aa_repeats}"
     text = (f"## Gate self-test\n\n{table}\n\n`{command}` ({', '.join(chosen)}), quick profile, "
             f"{time.monotonic() - started:.0f}s.\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     log(text)
-    if failures:
-        log("selftest: FAILED (" + "; ".join(failures) + ")")
+    if tally.failures:
+        log("selftest: FAILED (" + "; ".join(tally.failures) + ")")
         return 1
     log("selftest: passed")
     return 0
