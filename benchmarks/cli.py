@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     baseline.add_argument("--update", action="store_true", help="required: replace the committed baseline")
     selftest = commands.add_parser("selftest", help="inject known regressions into copies of this checkout "
                                                     "and count how often the gate catches them")
-    selftest.add_argument("--repeats", type=int, default=10, help="measured runs per injection (default 10)")
+    selftest.add_argument("--repeats", type=int, default=10,
+                          help="measured runs per injection (default 10; 0: only the runs without a change)")
     selftest.add_argument("--aa-repeats", type=int, default=20, help="runs without any change (default 20)")
     selftest.add_argument("--injections", help="comma-separated subset of: import-sleep, resident-memory, size")
     selftest.add_argument("--out", type=Path, default=Path("reports/selftest.md"))

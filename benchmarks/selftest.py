@@ -201,9 +201,9 @@ def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: 
         heads = {name: copy_checkout(root, scratch / name) for name in chosen}
         unchanged = copy_checkout(root, scratch / "unchanged")
         quick = RunOptions.quick_profile()
-        if any(INJECTIONS[name].build for name in chosen):
+        if repeats and any(INJECTIONS[name].build for name in chosen):
             build(base, NUITKA_STANDALONE.name, log)
-        for name in chosen:
+        for name in chosen if repeats else ():
             run_injection(INJECTIONS[name], heads[name], base, root, repeats,
                           replace(quick, train_rounds=0, instructions="none"), scratch if keep else None, tally, log)
         if aa_repeats:
