@@ -102,14 +102,18 @@ def plan_sidecar(
 
 
 def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> str | None:
-    """The pattern that drops a file, or None: a pattern with a ``/`` is a folder relative to the
-    sidecar (``torch/testing/_internal``), one with wildcards matches the file name, any other names a
-    folder anywhere on the path."""
+    """The pattern that drops a file, or None: a pattern with a ``/`` is a path relative to the
+    sidecar, a folder (``torch/test``) or, with wildcards, files (``torch/bin/test_*``); one with
+    wildcards only matches the file name anywhere; any other names a folder anywhere on the path."""
     for pattern in patterns:
-        if "/" in pattern:
+        wildcards = any(char in pattern for char in "*?[")
+        if "/" in pattern and wildcards:
+            if fnmatch.fnmatchcase(relative.as_posix(), pattern.strip("/")):
+                return pattern
+        elif "/" in pattern:
             if relative.as_posix().startswith(pattern.strip("/") + "/"):
                 return pattern
-        elif any(char in pattern for char in "*?["):
+        elif wildcards:
             if fnmatch.fnmatch(relative.name, pattern):
                 return pattern
         elif pattern in relative.parts[:-1]:

@@ -72,9 +72,11 @@ def test_missing_root_is_a_config_error() -> None:
     ("torch/testing/__init__.py", False), ("torch/utils/include_paths.py", False), ("torch/lib/libtorch.so", False),
     ("torch/testing/_internal/common_utils.py", True), ("torch/onnx/_internal/x.py", False),
     ("other/torch/testing/_internal/x.py", False), ("torch/testing/_internal_not.py", False),
+    ("torch/bin/test_api", True), ("torch/bin/TCPStoreTest", True), ("torch/bin/torch_shm_manager", False),
+    ("torch/lib/test_x.so", False), ("other/torch/bin/test_api", False),
 ])
 def test_trim_patterns(path: str, dropped: bool) -> None:
-    patterns = ["tests", "include", "*.pyi", "*.h", "torch/testing/_internal"]
+    patterns = ["tests", "include", "*.pyi", "*.h", "torch/testing/_internal", "torch/bin/test_*", "torch/bin/*Test"]
     assert (trimmed(PurePosixPath(path), patterns) is not None) is dropped
 
 
