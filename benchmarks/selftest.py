@@ -51,7 +51,7 @@ class Injection:
     description: str
     metrics: tuple[str, ...]  # the gate catches the regression when it calls any of these worse
     variant: str
-    apply: Callable[[Path, Path], None]  # (copy, the original checkout)
+    apply: Callable[[Path, Path], None]  # (copy, the unchanged base copy, built when an injection builds)
     build: bool = False
 
 
@@ -60,20 +60,23 @@ def _append(path: Path, code: str) -> None:
                     encoding="utf-8")
 
 
-def inject_import_sleep(copy: Path, original: Path) -> None:
+def inject_import_sleep(copy: Path, base: Path) -> None:
     _append(copy / "backend" / "__init__.py", f"import time as _selftest_time\n_selftest_time.sleep({SLEEP_S})\n")
 
 
-def inject_resident_memory(copy: Path, original: Path) -> None:
+def inject_resident_memory(copy: Path, base: Path) -> None:
     _append(copy / "backend" / "app.py",
             f"_SELFTEST_BALLAST = bytearray({RESIDENT_MIB} * 2**20)\n"
             "for _offset in range(0, len(_SELFTEST_BALLAST), 4096):\n"
             "    _SELFTEST_BALLAST[_offset] = 1  # touched: resident, anonymous, never released\n")
 
 
-def inject_size(copy: Path, original: Path) -> None:
-    built = original / "dist" / NUITKA_STANDALONE.name
-    size = disk_bytes(built) if built.is_dir() else 960 * 2**20
+def inject_size(copy: Path, base: Path) -> None:
+    """A data file of 5 % of the base copy's standalone build (built first: :func:`run_selftest`)."""
+    built = base / "dist" / NUITKA_STANDALONE.name
+    if not built.is_dir():
+        raise RuntimeError(f"the size injection is {SIZE_FRACTION:.0%} of {built}, which is not built")
+    size = disk_bytes(built)
     ballast = copy / "backend" / "resources" / "selftest-ballast.bin"
     with ballast.open("wb") as handle:  # random bytes: the compressed size grows too
         remaining = int(size * SIZE_FRACTION)
@@ -148,10 +151,10 @@ class Tally:
     failures: list[str]
 
 
-def run_injection(injection: Injection, head: Path, base: Path, root: Path, repeats: int, options: RunOptions,
+def run_injection(injection: Injection, head: Path, base: Path, repeats: int, options: RunOptions,
                   keep: Path | None, tally: Tally, log: Callable[[str], None]) -> None:
     """Inject, build if needed, measure ``repeats`` times; caught in 9 of 10 runs or it fails."""
-    injection.apply(head, root)
+    injection.apply(head, base)
     if injection.build:
         build(head, injection.variant, log)
     verdicts = []
@@ -204,7 +207,7 @@ def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: 
         if repeats and any(INJECTIONS[name].build for name in chosen):
             build(base, NUITKA_STANDALONE.name, log)
         for name in chosen if repeats else ():
-            run_injection(INJECTIONS[name], heads[name], base, root, repeats,
+            run_injection(INJECTIONS[name], heads[name], base, repeats,
                           replace(quick, train_rounds=0, instructions="none"), scratch if keep else None, tally, log)
         if aa_repeats:
             run_unchanged(unchanged, base, aa_repeats, quick, scratch if keep else None, tally, log)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from backend_client.manager import REPO_ROOT
 from benchmarks.runner import against_baseline, against_labels
 from benchmarks.selftest import INJECTIONS, caught_or_decided, copy_checkout
@@ -53,4 +55,11 @@ def test_each_injection_changes_the_backend_as_a_regression_would(tmp_path: Path
     assert "_selftest_time.sleep(0.03)" in (copy / "backend" / "__init__.py").read_text()
     INJECTIONS["resident-memory"].apply(copy, REPO_ROOT)
     assert "bytearray(4 * 2**20)" in (copy / "backend" / "app.py").read_text()
-    compile(( copy / "backend" / "app.py").read_text(), "app.py", "exec")
+    compile((copy / "backend" / "app.py").read_text(), "app.py", "exec")
+    with pytest.raises(RuntimeError, match="which is not built"):  # never a guessed size
+        INJECTIONS["size"].apply(copy, tmp_path / "unbuilt-base")
+    built = tmp_path / "base" / "dist" / "nuitka-standalone"
+    built.mkdir(parents=True)
+    (built / "program.bin").write_bytes(b"x" * 200_000)
+    INJECTIONS["size"].apply(copy, tmp_path / "base")
+    assert (copy / "backend" / "resources" / "selftest-ballast.bin").stat().st_size == 10_000
