@@ -29,7 +29,7 @@ from compile.nuitka_report import NuitkaReport, parse_report
 from compile.options import BuildOptions
 from compile.platforms import windows
 from compile.probe import PROBE_VERSION
-from compile.progress import QUIET, NuitkaPhases, Progress
+from compile.progress import QUIET, NuitkaPhases, Progress, PyInstallerPhases
 from compile.results import (
     BUILD_RECORD,
     BUILD_SCHEMA_VERSION,
@@ -218,7 +218,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Pr
 
 def run_tool(options: BuildOptions, env: BuildEnv, inputs: BuildInputs,
              progress: Progress) -> tuple[RunResult, list[str], dict[str, str]]:
-    """Run Nuitka or PyInstaller, following Nuitka's phases, with a heartbeat."""
+    """Run Nuitka or PyInstaller, following its phases, with a heartbeat."""
     if options.platform == "windows" and options.tool == "pyinstaller":
         windows.version_file_path(options).write_text(windows.version_file_text(options), encoding="utf-8")
     command = planned_command(options, inputs)
@@ -227,11 +227,14 @@ def run_tool(options: BuildOptions, env: BuildEnv, inputs: BuildInputs,
     log = options.build_path / f"{options.tool}.log"
     # ccache keys include absolute paths; relative to the project they match across clones.
     tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), **variables})
-    phases = NuitkaPhases(progress, options.build_path / f"{Path(options.entry_point).stem}.build")
-    on_line = phases.feed if options.tool == "nuitka" else progress.raw
+    phases: NuitkaPhases | PyInstallerPhases
+    if options.tool == "nuitka":
+        phases = NuitkaPhases(progress, options.build_path / f"{Path(options.entry_point).stem}.build")
+    else:  # the folders compile/backends/pyinstaller.py passes it
+        phases = PyInstallerPhases(progress, options.build_path / "work", options.build_path / "dist")
     with progress.step(f"{options.tool} (full output: {log})"), progress.heartbeat(phases.status):
         result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool,
-                     on_line=on_line)
+                     on_line=phases.feed)
     return result, command, variables
 
 

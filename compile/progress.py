@@ -127,3 +127,46 @@ class NuitkaPhases:
             if sources:
                 return f"C compile: {len(done)} of {len(sources)} files ({len(done) / len(sources):.0%}), {took}"
         return f"{self.phase}: {took}"
+
+
+class PyInstallerPhases:
+    """Names PyInstaller's phase from what it has written so far (its output is warnings only), with
+    a figure where there is one: the package's size as it is compressed, the executable's as it is
+    written, the files collected.
+
+    Order: analysis (``Analysis-00.toc`` once done), the PYZ of pure modules (``PYZ-00.toc``), the
+    compressed package (``<name>.pkg``, growing), then the executable (``dist/<name>``) or, for a
+    folder build, the collect step that copies every file into ``dist/<name>/``. The work folder keeps
+    an earlier build's files: only files written since this build began count.
+    """
+
+    def __init__(self, progress: Progress, work_folder: Path, dist_folder: Path):
+        self.progress = progress
+        self.work_folder = work_folder
+        self.dist_folder = dist_folder
+        self.started = time.time() - 1.0  # file times are coarser than the clock
+
+    def feed(self, line: str) -> None:
+        self.progress.raw(line)
+
+    def _fresh(self, folder: Path, pattern: str) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        return [p for p in folder.glob(pattern) if p.is_file() and p.stat().st_mtime >= self.started]
+
+    def status(self) -> str | None:
+        took = f"{self.progress.elapsed():.0f}s"
+        if not self._fresh(self.work_folder, "*/Analysis-00.toc"):
+            return f"analysis (following imports): {took} since the start"
+        if not self._fresh(self.work_folder, "*/PYZ-00.toc"):
+            return "PYZ archive of the pure-Python modules"
+        collected = self._fresh(self.dist_folder, "*/**/*")
+        if collected:
+            return f"collect: {len(collected)} files, {sum(p.stat().st_size for p in collected) / 2**20:.0f} MiB"
+        executable = self._fresh(self.dist_folder, "*")
+        if executable:
+            return f"write the executable: {executable[0].stat().st_size / 2**20:.0f} MiB"
+        package = self._fresh(self.work_folder, "*/*.pkg")
+        if package:
+            return f"compress the package: {package[0].stat().st_size / 2**20:.0f} MiB written"
+        return "package"

@@ -15,7 +15,7 @@ from compile.config_check import installed_modules, stale_entries
 from compile.errors import ConfigError
 from compile.nuitka_report import ModuleEntry, NuitkaReport
 from compile.options import resolve_options
-from compile.progress import NORMAL, QUIET, VERBOSE, NuitkaPhases, Progress
+from compile.progress import NORMAL, QUIET, VERBOSE, NuitkaPhases, Progress, PyInstallerPhases
 from compile.sidecar import MaterializeReport, plan_sidecar
 
 
@@ -152,3 +152,26 @@ def test_plan_creates_no_build_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     out = capsys.readouterr().out
     assert "is not created yet (the first build creates it)" in out and "PyInstaller" in out
     assert not (tmp_path / "envs").exists()
+
+
+def test_pyinstaller_heartbeat_follows_the_files_it_writes(tmp_path: Path) -> None:
+    progress, _, clock = progress_at(NORMAL)
+    work, dist = tmp_path / "work" / "peft_engine", tmp_path / "dist"
+    work.mkdir(parents=True)
+    stale = work / "Analysis-00.toc"  # an earlier build's: the analysis of this one is not done
+    stale.write_text("")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    phases = PyInstallerPhases(progress, tmp_path / "work", dist)
+    clock.now = 42
+    assert phases.status() == "analysis (following imports): 42s since the start"
+    stale.write_text("")
+    (work / "PYZ-00.toc").write_text("")
+    (work / "peft_engine.pkg").write_bytes(b"x" * 3 * 2**20)
+    assert phases.status() == "compress the package: 3 MiB written"
+    dist.mkdir()
+    (dist / "peft_engine").write_bytes(b"x" * 2**20)
+    assert phases.status() == "write the executable: 1 MiB"
+    (dist / "peft_engine").unlink()
+    (dist / "peft_engine" / "_internal").mkdir(parents=True)
+    (dist / "peft_engine" / "_internal" / "lib.so").write_bytes(b"x" * 2**21)
+    assert phases.status() == "collect: 1 files, 2 MiB"
