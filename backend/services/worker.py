@@ -21,6 +21,7 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 from backend import faults
+from backend.storage_errors import disk_full
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -42,6 +43,15 @@ def _watch_server(server_pid: int, conn: Connection, interval: float = 0.1) -> N
         time.sleep(interval)
         if os.getppid() != server_pid:
             os._exit(EXIT_ORPHANED)
+
+
+def failure_message(exc: BaseException) -> str:
+    """What the job's error says: the exception, and for a full disk what to do about it."""
+    message = f"{type(exc).__name__}: {exc}"
+    if disk_full(exc):
+        return (f"the disk holding the data dir is full ({message}): free some space there, then resume "
+                "the job from its last checkpoint")
+    return message
 
 
 def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int) -> None:
@@ -66,7 +76,7 @@ def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop
         emit({"type": "finished", "status": outcome.status, "step": outcome.step, "loss": outcome.loss})
         exit_code = EXIT_OK
     except Exception as exc:
-        emit({"type": "error", "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        emit({"type": "error", "message": failure_message(exc), "traceback": traceback.format_exc()})
         exit_code = EXIT_ERROR
     finally:
         conn.close()

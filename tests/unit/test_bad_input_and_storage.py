@@ -22,6 +22,7 @@ from backend.names import is_valid_name
 from backend.runtime_paths import current_layout
 from backend.services.container import resolve_data_dir
 from backend.services.datasets import validate_jsonl
+from backend.services.worker import failure_message
 from backend.settings import Settings
 from backend.storage_errors import disk_full
 
@@ -126,6 +127,18 @@ def test_disk_full_is_found_through_causes() -> None:
     except RuntimeError as outer:
         assert disk_full(outer)
     assert not disk_full(ValueError("x"))
+
+
+@pytest.mark.parametrize(("exc", "says"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "the disk holding the data dir is full"),
+    (sqlite3.OperationalError("database or disk is full"), "then resume the job from its last checkpoint"),
+    (ValueError("bad batch"), "ValueError: bad batch"),
+])
+def test_a_worker_that_hits_a_full_disk_says_what_to_do(exc: BaseException, says: str) -> None:
+    """The worker's checkpoint write may meet the full disk before the server's own writes do."""
+    message = failure_message(exc)
+    assert says in message and str(exc) in message
+    assert ("full" in message) == disk_full(exc)
 
 
 # -- the data dir is private -----------------------------------------------------------------------------
