@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import shutil
 import sys
 from pathlib import Path
 
@@ -62,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     baseline = commands.add_parser("baseline", help="make a result file the committed baseline (deliberately)")
     baseline.add_argument("results", type=Path, nargs="?", default=DEFAULT_RESULTS)
     baseline.add_argument("--update", action="store_true", help="required: replace the committed baseline")
+    baseline.add_argument("--variants", help="keep only these, comma-separated: the variants CI measures (the "
+                                             "gate fails on a baseline variant a run did not measure)")
     selftest = commands.add_parser("selftest", help="inject known regressions into copies of this checkout "
                                                     "and count how often the gate catches them")
     selftest.add_argument("--repeats", type=int, default=10,
@@ -165,15 +166,25 @@ def command_compare(args: argparse.Namespace) -> int:
 
 
 def command_baseline(args: argparse.Namespace) -> int:
-    from benchmarks.storage import baseline_path, load_results
+    from benchmarks.storage import baseline_path, load_results, write_json
 
     results = load_results(args.results)
     target = baseline_path(f"{results['machine']['platform']}-{results['machine']['machine']}")
+    kept = ", ".join(results["variants"])
+    if args.variants:
+        names = [name.strip() for name in args.variants.split(",") if name.strip()]
+        absent = [name for name in names if name not in results["variants"]]
+        if absent or not names:
+            print(f"error: {args.results} has no variant {', '.join(absent) or '(none named)'}; it measured "
+                  f"{kept}", file=sys.stderr)
+            return 2
+        results = {**results, "variants": {name: results["variants"][name] for name in names}}
+        kept = ", ".join(names)
     if not args.update:
-        print(f"would replace {target} with {args.results}; pass --update to do it (then commit the file)")
+        print(f"would replace {target} with {args.results} ({kept}); pass --update to do it (then commit the file)")
         return 2
-    shutil.copyfile(args.results, target)
-    print(f"baseline updated: {target} (commit it with a message saying why)")
+    write_json(target, results)
+    print(f"baseline updated: {target} ({kept}; commit it with a message saying why)")
     return 0
 
 

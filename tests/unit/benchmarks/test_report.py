@@ -68,3 +68,20 @@ def test_help_works_without_the_bench_extras() -> None:
     command = subprocess.run([sys.executable, "-c", code.replace("sys.modules['scipy'] = None; ", "import importlib.util as u; u.find_spec = lambda n, *a: None if n in ('scipy', 'matplotlib') else __import__('importlib').machinery.PathFinder.find_spec(n); "),
                               "compare", "a.json", "b.json"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert command.returncode == 2 and "pip install -e '.[bench]'" in command.stderr
+
+
+def test_baseline_keeps_only_the_variants_ci_measures(tmp_path: Path, monkeypatch, capsys) -> None:
+    import benchmarks.storage
+    from benchmarks.cli import main
+    from benchmarks.storage import load_results, write_json
+
+    monkeypatch.setattr(benchmarks.storage, "BASELINE_DIR", tmp_path / "baseline")
+    full = write_json(tmp_path / "full.json", stored())
+    measured = sorted(stored()["variants"])
+    assert main(["baseline", str(full), "--variants", f"{measured[0]},nuitka-onefile", "--update"]) == 2
+    assert "has no variant nuitka-onefile; it measured" in capsys.readouterr().err
+    assert main(["baseline", str(full), "--variants", measured[0]]) == 2  # no --update: nothing written
+    assert not (tmp_path / "baseline").exists()
+    assert main(["baseline", str(full), "--variants", measured[0], "--update"]) == 0
+    written = list((tmp_path / "baseline").glob("*.json"))
+    assert len(written) == 1 and sorted(load_results(written[0])["variants"]) == [measured[0]]
