@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 MAX_PATH_LENGTH = 4096  # PATH_MAX on Linux; longer is never a real path
+# Sampling divides the logits by the temperature: below this, float32 logits overflow to inf and
+# sampling fails (schemathesis found 1e-308). 0 means greedy decoding, which is what the limit tends to.
+MIN_SAMPLING_TEMPERATURE = 0.01
 
 
 def _no_nul(value: str) -> str:
@@ -60,9 +63,18 @@ class GenerateRequest(StrictBody):
     input: str = Field("", max_length=20_000, description="optional input for the instruction template")
     raw: bool = Field(False, description="send the prompt as is, without the instruction template")
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
-    temperature: float | None = Field(None, ge=0.0, le=5.0)
+    temperature: float | None = Field(None, ge=0.0, le=5.0, description=(
+        f"0: greedy decoding; otherwise sampling, from {MIN_SAMPLING_TEMPERATURE}"))
     seed: int = Field(0, ge=0, le=2**32 - 1)
     stream: bool = False
+
+    @field_validator("temperature")
+    @classmethod
+    def _samples_or_is_greedy(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < MIN_SAMPLING_TEMPERATURE:
+            raise ValueError(f"temperature {value!r} is too small to sample with: use 0 for greedy decoding, "
+                             f"or at least {MIN_SAMPLING_TEMPERATURE}")
+        return value
 
     @model_validator(mode="after")
     def _input_needs_template(self) -> GenerateRequest:

@@ -40,6 +40,15 @@ def test_newline_names_are_400_everywhere(client: TestClient) -> None:
     assert client.post("/api/datasets?name=x%0A", content=b'{"text": "a"}\n').status_code == 400
 
 
+@pytest.mark.parametrize("temperature", [1.1125369292536007e-308, 5e-324, 0.009])
+def test_a_temperature_too_small_to_sample_with_is_422_naming_the_field(client: TestClient,
+                                                                        temperature: float) -> None:
+    """schemathesis found 1e-308: the logits divided by it overflow, and sampling failed with a 500."""
+    answer = client.post("/api/generate", json={"model": "tiny-llama", "prompt": "hi", "temperature": temperature})
+    assert answer.status_code == 422, answer.text
+    assert "temperature" in answer.text and "use 0 for greedy decoding" in answer.text
+
+
 @pytest.mark.parametrize(("line", "says"), [
     ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ('{"text": ' + "1" * 10_000 + "}", "unreadable JSON value"),
