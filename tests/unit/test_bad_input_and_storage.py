@@ -141,6 +141,9 @@ def test_disk_full_is_found_through_causes() -> None:
 @pytest.mark.parametrize(("exc", "says"), [
     (OSError(errno.ENOSPC, "No space left on device"), "the disk holding the data dir is full"),
     (sqlite3.OperationalError("database or disk is full"), "then resume the job from its last checkpoint"),
+    (type("SafetensorError", (Exception,), {})(
+        "Error while serializing: I/O error: No space left on device (os error 28)"),
+     "the disk holding the data dir is full"),  # seen from the worker of a PyInstaller onedir build
     (ValueError("bad batch"), "ValueError: bad batch"),
 ])
 def test_a_worker_that_hits_a_full_disk_says_what_to_do(exc: BaseException, says: str) -> None:
