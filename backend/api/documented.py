@@ -29,8 +29,9 @@ def ref(name: str) -> dict[str, str]:
 
 
 def ok(schema: str, *, status: int = 200, many: bool = False, by_name: bool = False, description: str = "",
-       links: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
-    """The success answer: one ``schema``, a list of them (``many``) or an object of them by name."""
+       links: dict[str, Any] | None = None, streams: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The success answer: one ``schema``, a list of them (``many``) or an object of them by name;
+    ``streams``: it may also come as server-sent events (``text/event-stream``)."""
     body: dict[str, Any] = ref(schema)
     if many:
         body = {"type": "array", "items": body}
@@ -38,6 +39,8 @@ def ok(schema: str, *, status: int = 200, many: bool = False, by_name: bool = Fa
         body = {"type": "object", "additionalProperties": body}
     answer: dict[str, Any] = {"description": description or "Successful Response",
                               "content": {"application/json": {"schema": body}}}
+    if streams:
+        answer["content"]["text/event-stream"] = {}
     if links:
         answer["links"] = links
     return {status: answer}

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @router.post("/generate", response_model=None, responses={
     **ok("Generation", description="The generated text; with `\"stream\": true`, server-sent `token` events, "
-                                   "then `done` (or `error`)"),
+                                   "then `done` (or `error`)", streams=True),
     **errors(400, 422),
 })
 async def generate(body: GenerateRequest, request: Request, inference: InferenceDep) -> Any:
