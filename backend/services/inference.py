@@ -7,6 +7,7 @@ until a different one is asked for.
 
 from __future__ import annotations
 
+import queue
 import shutil
 import threading
 import time
@@ -20,6 +21,8 @@ from backend.names import path_inside
 from backend.services.adapters import AdapterStore
 from backend.services.models import ModelRegistry
 from backend.services.prompting import format_prompt
+
+STREAM_TOKEN_TIMEOUT_S = 60  # a streamed generation with no new token for this long has failed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,23 +113,52 @@ class InferenceService:
                 "adapter": request.adapter,
             }
 
-    def stream(self, request: GenerationRequest) -> Iterator[str]:
-        """Yield decoded text pieces as they are generated (runs generate() in a helper thread)."""
-        with self._lock:
-            import torch
-            from transformers import TextIteratorStreamer
+    def stream(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+        """Yield decoded text pieces as they are generated.
 
-            network, tokenizer, arguments = self._inputs(request)
-            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=60)
+        A helper thread holds the model lock while it loads, seeds and generates; this generator only
+        reads what it produces, and holds nothing. Setting ``cancel`` (the client went away, or stopped
+        reading) ends generation at the next token, and with it the lock: an abandoned stream must
+        never keep the model from every later request."""
+        handoff: queue.Queue[Any] = queue.Queue(maxsize=1)  # the streamer, or what failed before it
+        failure: list[BaseException] = []
 
-            def run() -> None:
-                with torch.no_grad():
-                    network.generate(**arguments, streamer=streamer)
+        def run() -> None:
+            streamer = None
+            try:
+                with self._lock:
+                    import torch
+                    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-            thread = threading.Thread(target=run, name="generate", daemon=True)
-            thread.start()
+                    class StopWhenCancelled(StoppingCriteria):
+                        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
+                                              device=input_ids.device)
+
+                    network, tokenizer, arguments = self._inputs(request)
+                    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                                    timeout=STREAM_TOKEN_TIMEOUT_S)
+                    handoff.put(streamer)
+                    with torch.no_grad():
+                        network.generate(**arguments, streamer=streamer,
+                                         stopping_criteria=StoppingCriteriaList([StopWhenCancelled()]))
+            except BaseException as exc:  # reported to the reader, never lost in this thread
+                failure.append(exc)
+                if streamer is None:
+                    handoff.put(exc)
+                else:
+                    streamer.end()  # the reader stops waiting for tokens
+
+        threading.Thread(target=run, name="generate", daemon=True).start()
+        streamer = handoff.get()
+        if isinstance(streamer, BaseException):
+            raise streamer
+        try:
             yield from (piece for piece in streamer if piece)
-            thread.join()
+        finally:
+            cancel.set()  # a reader that stops early (closed, or an error) stops the generation too
+        if failure:
+            raise failure[0]
 
     def merge(self, adapter_id: str, new_model_id: str) -> dict[str, Any]:
         """Fold an adapter into its base model's weights and register the result as a new model."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -37,17 +38,23 @@ async def generate(body: GenerateRequest, request: Request, inference: Inference
     if not body.stream:
         return await run_in_threadpool(inference.generate, generation)
 
-    def events() -> Iterator[str]:
-        pieces = []
+    async def events() -> AsyncIterator[str]:
+        # Each piece is awaited from a thread, so that a client that goes away (Starlette then cancels
+        # this generator at its await) sets ``cancel`` here, which stops the generation and frees the model.
+        cancel = threading.Event()
+        pieces: list[str] = []
+        tokens = inference.stream(generation, cancel)
         try:
-            for index, piece in enumerate(inference.stream(generation), start=1):
+            while (piece := await run_in_threadpool(next, tokens, None)) is not None:
                 pieces.append(piece)
-                yield f"id: {index}\nevent: token\ndata: {json.dumps({'text': piece})}\n\n"
+                yield f"id: {len(pieces)}\nevent: token\ndata: {json.dumps({'text': piece})}\n\n"
         except Exception as exc:  # the 200 is sent already: end the stream with an event saying why
             log.exception("streamed generation failed")
             error = {"code": "internal", "message": f"generation failed ({type(exc).__name__}); see the log"}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
             return
+        finally:
+            cancel.set()
         yield f"event: done\ndata: {json.dumps({'text': ''.join(pieces)})}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
