@@ -5,10 +5,9 @@ worker, not a second server.
 """
 
 import multiprocessing
-import sys
 
-from backend.main import main
+from backend.main import exit_process, main
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()
-    sys.exit(main())
+    exit_process(main())

@@ -12,12 +12,15 @@ start (e.g. the port is taken), 2 invalid flags or settings.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -27,6 +30,7 @@ EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
 PRIVATE_UMASK = 0o077
+EXIT_GRACE_S = 0.5  # how long a stopped server waits for busy threads before it exits anyway
 
 log = logging.getLogger("backend")
 
@@ -61,6 +65,29 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.bind((host, port))
     sock.set_inheritable(False)
     return sock
+
+
+def exit_process(code: int, grace_s: float = EXIT_GRACE_S) -> NoReturn:
+    """End the process with ``code`` once :func:`main` has returned.
+
+    The graceful stop is done by then (jobs stopped, database closed). A thread that is still busy,
+    such as a generation in a worker thread, which nothing can interrupt, must not keep the process
+    alive: the protocol promises an exit within about 2 s. Threads that finish within ``grace_s`` are
+    waited for. Otherwise the process exits at once, with its logs flushed."""
+    deadline = time.monotonic() + grace_s
+    busy = [thread for thread in threading.enumerate()
+            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = sorted({thread.name for thread in busy if thread.is_alive()})
+    if not left:
+        sys.exit(code)
+    log.warning("exiting with busy threads left unfinished: %s", ", ".join(left))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
