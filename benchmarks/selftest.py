@@ -217,7 +217,8 @@ def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: 
     table = "\n".join(["| injection | variant | metric | repeats | reported worse | verdicts |",
                        "|---|---|---|---|---|---|", *tally.rows])
     command = f"python -m benchmarks selftest --repeats {repeats} --aa-repeats {aa_repeats}"
-    text = (f"## Gate self-test\n\n{table}\n\n`{command}` ({', '.join(chosen)}), quick profile, "
+    runs = ', '.join(chosen) if repeats else 'no injections'
+    text = (f"## Gate self-test\n\n{table}\n\n`{command}` ({runs}), quick profile, "
             f"{time.monotonic() - started:.0f}s.\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
