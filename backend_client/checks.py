@@ -139,6 +139,42 @@ def idle_process(process: BackendProcess, *, sidecar: bool) -> str:
     return detail
 
 
+LAUNCHER_RESIDENT_SHARE = 0.10
+
+
+def executable_resident_bytes(pid: int, executable: Path) -> int:
+    """Bytes of ``executable``'s file that process ``pid`` holds resident (Linux ``/proc/PID/smaps``)."""
+    target = str(executable.resolve())
+    resident, inside = 0, False
+    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=5)
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                inside = len(head) == 6 and head[5].strip() == target
+            elif inside and head and head[0] == "Rss:":
+                resident += int(head[1]) * 1024
+    return resident
+
+
+def launcher_memory(process: BackendProcess) -> str:
+    """A onefile's launcher (the process the app started, which unpacks and then waits for the server)
+    must not keep its payload resident: it lives as long as the server. The launcher's own code is
+    well under 1 % of a onefile's size; a launcher that keeps what it unpacked holds about half of it
+    (Nuitka 4.3.3 without the carried ``onefile-release-payload`` patch: 90 of 194 MiB). Linux only."""
+    launcher, server = process.popen.pid, process.server_pid
+    expect(launcher != server, f"the launched process {launcher} is the server itself: not a onefile launcher")
+    executable = Path(process.spec.command[0])
+    size = executable.stat().st_size
+    resident = executable_resident_bytes(launcher, executable)
+    share = resident / size
+    expect(share <= LAUNCHER_RESIDENT_SHARE,
+           f"the onefile launcher (pid {launcher}) keeps {resident / 2**20:.1f} MiB of its {size / 2**20:.1f} MiB "
+           f"executable resident ({share:.0%}; at most {LAUNCHER_RESIDENT_SHARE:.0%}) for as long as the server "
+           f"runs: the unpacked payload was not released")
+    return (f"launcher (pid {launcher}) keeps {resident / 2**20:.1f} of {size / 2**20:.1f} MiB of its executable "
+            f"resident ({share:.1%})")
+
+
 # -- the ML entry points ------------------------------------------------------------------------------
 def ml_stack(process: BackendProcess) -> str:
     response = expect_status(process, process.request("GET", "/api/system", timeout=300), 200, "GET /api/system")
@@ -240,9 +276,13 @@ class Scenario:
     checks: tuple[tuple[str, Check], ...] = field(default_factory=tuple)
 
 
-def first_use_scenarios(mode: str, *, manifest: Sequence[dict[str, Any]] = (), sidecar: bool = False) -> list[Scenario]:
+def first_use_scenarios(mode: str, *, manifest: Sequence[dict[str, Any]] = (), sidecar: bool = False,
+                        onefile: bool = False) -> list[Scenario]:
     """What ``compile verify`` runs: the protocol on a fresh server, then every ML entry point used first
     by a fresh server of its own (generate, streamed generate, system, training, merge)."""
+    launcher: tuple[tuple[str, Check], ...] = ()
+    if sys.platform.startswith("linux") and onefile:
+        launcher = (("onefile launcher memory", launcher_memory),)
     return [
         Scenario("first start, then generate first", "a", (
             ("health", lambda p: health(p, mode)),
@@ -250,6 +290,7 @@ def first_use_scenarios(mode: str, *, manifest: Sequence[dict[str, Any]] = (), s
             ("host check", host_check),
             ("data files", lambda p: data_files(p, manifest)),
             ("idle process", lambda p: idle_process(p, sidecar=sidecar)),
+            *launcher,
             ("generate (first use)", generate),
         )),
         Scenario("streamed generate first", "b", (

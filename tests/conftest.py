@@ -62,7 +62,8 @@ class Target:
             from compile.artifacts import locate
 
             entries = load_manifest(locate(self.executable).folder / MANIFEST_NAME)
-        return checks.first_use_scenarios(self.variant.name, manifest=entries, sidecar=self.variant.tool == "nuitka")
+        return checks.first_use_scenarios(self.variant.name, manifest=entries, sidecar=self.variant.tool == "nuitka",
+                                          onefile=self.variant.onefile)
 
     def command(self, executable: Path | None = None) -> list[str]:
         """The argv that starts this variant (optionally a copy of its executable placed elsewhere)."""

@@ -120,3 +120,15 @@ def test_doctor_fails_on_a_build_env_without_nuitka(tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert code == 3, out
     assert "[FAIL] nuitka" in out and "has no nuitka; the project pins nuitka==4.3.3" in out
+
+
+@pytest.mark.parametrize(("state", "status", "words"), [
+    ("applied", "ok", "applied in the build env"),
+    ("applies", "todo", "the next Nuitka build applies it"),
+    ("stale", "fail", "no longer applies"),
+])
+def test_each_carried_nuitka_patch_is_reported_as_found(state: str, status: str, words: str) -> None:
+    env = BuildEnvFacts(path=READY_ENV.path, state="ready", patchelf=True, versions=dict(READY_ENV.versions),
+                        patches={"onefile-release-payload": state})
+    check = {c.name: c for c in evaluate(facts(build_env=env))}["nuitka patch onefile-release-payload"]
+    assert check.status == status and words in check.detail
