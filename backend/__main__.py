@@ -2,8 +2,9 @@
 
 import multiprocessing
 
-from backend.main import exit_process, main
-
 if __name__ == "__main__":
     multiprocessing.freeze_support()
+
+    from backend.main import exit_process, main
+
     exit_process(main())

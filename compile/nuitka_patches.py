@@ -30,9 +30,8 @@ class NuitkaPatchError(BuildEnvError):
 class SourcePatch:
     name: str
     path: str  # relative to the ``nuitka`` package folder
-    before: str  # must occur exactly once in the pristine file
-    after: str  # contains ``marker``, which a pristine file never does
-    marker: str
+    hunks: tuple[tuple[str, str], ...]  # (before, after): each before occurs exactly once in the pristine file
+    marker: str  # in the first hunk's after; a pristine file never contains it
     why: str
     upstream: str  # what to report to Nuitka
 
@@ -67,8 +66,7 @@ static void closePayloadData(void) {
 ONEFILE_RELEASE_PAYLOAD = SourcePatch(
     name="onefile-release-payload",
     path="build/static_src/OnefileBootstrap.c",
-    before=_ONEFILE_BEFORE,
-    after=_ONEFILE_AFTER,
+    hunks=((_ONEFILE_BEFORE, _ONEFILE_AFTER),),
     marker="peft-engine patch onefile-release-payload",
     why="the onefile bootstrap parent kept every payload page it had unpacked resident for the whole run "
         "(about 90 MiB of a 194 MiB onefile, 2.8x the PyInstaller onefile's process tree)",
@@ -77,13 +75,77 @@ ONEFILE_RELEASE_PAYLOAD = SourcePatch(
              "(POSIX) or VirtualUnlock (Windows) on the payload range after unpacking releases it",
 )
 
-PATCHES: tuple[SourcePatch, ...] = (ONEFILE_RELEASE_PAYLOAD,)
+_TRACKER_DEFINITION_BEFORE = """// This is a multiprocessing resource or semaphore tracker if not -1
+static int multiprocessing_resource_tracker_arg = -1;"""
+
+_TRACKER_DEFINITION_AFTER = """// peft-engine patch tracker-release-startup-pages: the resource tracker is this whole
+// program re-run, and it lives as long as the program that started it. Its startup faulted in pages of the
+// binary (the constants blob walk) that it never reads again. Every private, read-only file mapping
+// that holds no page of its own ("Anonymous: 0 kB": nothing relocated or written) is released; a
+// later read faults a page back in from the page cache.
+#if defined(__linux__)
+#include <sys/mman.h>
+static void releaseCleanFilePages(void) {
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    if (smaps == NULL) {
+        return;
+    }
+    char line[4352];
+    unsigned long start = 0, end = 0;
+    bool candidate = false;
+    while (fgets(line, sizeof(line), smaps) != NULL) {
+        unsigned long first, last;
+        char perms[5];
+        int path_at = 0;
+        if (sscanf(line, "%lx-%lx %4s %*s %*s %*s %n", &first, &last, perms, &path_at) == 3) {
+            start = first;
+            end = last;
+            candidate = perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p' && path_at > 0 &&
+                        line[path_at] == '/' && strncmp(line + path_at, "/dev/", 5) != 0;
+        } else if (candidate && strncmp(line, "Anonymous:", 10) == 0) {
+            if (strtoul(line + 10, NULL, 10) == 0) {
+                madvise((void *)start, end - start, MADV_DONTNEED);
+            }
+            candidate = false;
+        }
+    }
+    fclose(smaps);
+}
+#endif
+
+// This is a multiprocessing resource or semaphore tracker if not -1
+static int multiprocessing_resource_tracker_arg = -1;"""
+
+_TRACKER_EXECUTE = ("        PyObject *resource_tracker_module = "
+                    "EXECUTE_MAIN_MODULE(tstate, tracker_module_name, true);\n")
+_TRACKER_CALL_BEFORE = _TRACKER_EXECUTE
+
+_TRACKER_CALL_AFTER = _TRACKER_EXECUTE + """#if defined(__linux__)
+        releaseCleanFilePages();
+#endif
+"""
+
+TRACKER_RELEASE_STARTUP_PAGES = SourcePatch(
+    name="tracker-release-startup-pages",
+    path="build/static_src/MainProgram.c",
+    hunks=((_TRACKER_DEFINITION_BEFORE, _TRACKER_DEFINITION_AFTER), (_TRACKER_CALL_BEFORE, _TRACKER_CALL_AFTER)),
+    marker="peft-engine patch tracker-release-startup-pages",
+    why="multiprocessing's resource tracker, started with the first training job and alive until the "
+        "server exits, is the whole binary re-run and kept 16 MiB of the binary's startup pages resident "
+        "(23 MiB in all, against 7.5 MiB for a source run's tracker)",
+    upstream="MainProgram.c runs the multiprocessing resource tracker from the full program image, so the "
+             "pages its startup faulted in (the constants blob walk) stay resident in a process that "
+             "idles for the program's whole life; releasing clean file pages before calling its main() "
+             "returns them",
+)
+
+PATCHES: tuple[SourcePatch, ...] = (ONEFILE_RELEASE_PAYLOAD, TRACKER_RELEASE_STARTUP_PAGES)
 
 
 def state(text: str, patch: SourcePatch) -> PatchState:
     if patch.marker in text:
-        return "applied" if text.count(patch.after) == 1 else "stale"
-    return "applies" if text.count(patch.before) == 1 else "stale"
+        return "applied" if all(text.count(after) == 1 for _, after in patch.hunks) else "stale"
+    return "applies" if all(text.count(before) == 1 for before, _ in patch.hunks) else "stale"
 
 
 def apply_text(text: str, patch: SourcePatch, *, where: str = "") -> str:
@@ -96,12 +158,18 @@ def apply_text(text: str, patch: SourcePatch, *, where: str = "") -> str:
             f"replaces was not found exactly once (was Nuitka upgraded?)",
             hint=f"port the patch in compile/nuitka_patches.py to the new Nuitka, or drop it if Nuitka fixed "
                  f"it upstream ({patch.upstream})")
-    return text.replace(patch.before, patch.after)
+    for before, after in patch.hunks:
+        text = text.replace(before, after)
+    return text
 
 
 def revert_text(text: str, patch: SourcePatch) -> str:
     """The pristine text of a patched file (for tests that check the patch against the pinned Nuitka)."""
-    return text.replace(patch.after, patch.before) if state(text, patch) == "applied" else text
+    if state(text, patch) != "applied":
+        return text
+    for before, after in reversed(patch.hunks):
+        text = text.replace(after, before)
+    return text
 
 
 _LOCATE = "import nuitka, os; print(os.path.dirname(os.path.abspath(nuitka.__file__)))"

@@ -79,7 +79,7 @@ def build_services(settings: Settings, layout: RuntimeLayout, lifecycle: Lifecyc
     notifier = JobChangeNotifier()
     jobs = JobManager(
         store, resources, models, datasets, adapters, notifier, data_dir / "jobs",
-        stop_timeout_s=settings.worker_stop_timeout_s,
+        stop_timeout_s=settings.worker_stop_timeout_s, release_worker_memory=settings.release_startup_memory,
     )
     return Services(
         settings=settings, layout=layout, data_dir=data_dir, store=store, resources=resources,

@@ -78,8 +78,10 @@ class JobManager:
         notifier: JobChangeNotifier,
         jobs_folder: Path,
         stop_timeout_s: float = 1.2,
+        release_worker_memory: bool = False,
     ):
         self.store = store
+        self.release_worker_memory = release_worker_memory
         self.resources = resources
         self.models = models
         self.datasets = datasets
@@ -307,7 +309,7 @@ class JobManager:
         receiver, sender = self._context.Pipe(duplex=False)
         cancel, stop = self._context.Event(), self._context.Event()
         process = self._context.Process(
-            target=worker_main, args=(spec.to_dict(), sender, cancel, stop, os.getpid()),
+            target=worker_main, args=(spec.to_dict(), sender, cancel, stop, os.getpid(), self.release_worker_memory),
             name=f"peft-worker-{job['id']}", daemon=True,
         )
         process.start()

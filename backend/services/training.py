@@ -188,9 +188,11 @@ def load_trainee(spec: TrainingSpec) -> Trainee:
     return Trainee(spec, model, tokenizer, optimizer, scheduler, examples)
 
 
-def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest]) -> TrainingOutcome:
+def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest],
+                 on_loaded: Callable[[], None] | None = None) -> TrainingOutcome:
     """Train to ``spec.total_steps``, reporting each step, checking for cancel / stop between steps and
-    checkpointing every ``checkpoint_every`` steps (and on stop)."""
+    checkpointing every ``checkpoint_every`` steps (and on stop). ``on_loaded`` runs once the model and
+    data are loaded (and a checkpoint restored), before the first step."""
     emit({"type": "status", "phase": "loading"})
     started = time.perf_counter()
     trainee = load_trainee(spec)
@@ -198,6 +200,8 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
     if can_resume(spec):
         step = trainee.restore_checkpoint()
         emit({"type": "status", "phase": "resumed", "step": step})
+    if on_loaded is not None:
+        on_loaded()
     total = spec.total_steps
     emit({"type": "status", "phase": "training", "load_seconds": round(time.perf_counter() - started, 3),
           "total_steps": total, "examples": len(trainee.examples)})

@@ -54,7 +54,21 @@ def failure_message(exc: BaseException) -> str:
     return message
 
 
-def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int) -> None:
+def release_loading_memory() -> None:
+    """Once the model is loaded and before the first step: give back the clean file pages and free heap that
+    only importing torch, transformers and peft and loading the model used (Linux; see
+    :mod:`backend.memory_release`). A spawned worker re-runs the program's startup, so much of what it
+    mapped by then is never touched again; what the steps need comes back as minor faults."""
+    from backend.memory_release import release_startup_memory
+
+    released = release_startup_memory()
+    if released is not None:
+        logging.getLogger(__name__).debug("released %d KiB after loading; RSS %d -> %d KiB", released.file_kib,
+                                          released.rss_before_kib, released.rss_after_kib)
+
+
+def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int,
+                release_memory: bool = False) -> None:
     """Entry point of the worker process (a module-level function, so ``spawn`` can import it)."""
     threading.Thread(target=_watch_server, args=(server_pid, conn), name="server-watch", daemon=True).start()
     faults.check("worker-start")
@@ -72,7 +86,8 @@ def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop
         return None
 
     try:
-        outcome = run_training(TrainingSpec.from_dict(spec_data), emit, stop_requested)  # type: ignore[arg-type]
+        outcome = run_training(TrainingSpec.from_dict(spec_data), emit, stop_requested,  # type: ignore[arg-type]
+                               on_loaded=release_loading_memory if release_memory else None)
         emit({"type": "finished", "status": outcome.status, "step": outcome.step, "loss": outcome.loss})
         exit_code = EXIT_OK
     except Exception as exc:

@@ -13,6 +13,7 @@ from compile.buildenv import BuildEnv, is_complete, planned_env
 from compile.nuitka_patches import (
     ONEFILE_RELEASE_PAYLOAD,
     PATCHES,
+    TRACKER_RELEASE_STARTUP_PAGES,
     NuitkaPatchError,
     apply_text,
     apply_to,
@@ -22,7 +23,9 @@ from compile.nuitka_patches import (
 from compile.options import load_pyproject, resolve_options
 
 PATCH = ONEFILE_RELEASE_PAYLOAD
-PRISTINE = f"/* head */\n#if defined(_NUITKA_CONSTANTS_FROM_LINKER)\n{PATCH.before}\n/* tail */\n"
+PRISTINE = f"/* head */\n#if defined(_NUITKA_CONSTANTS_FROM_LINKER)\n{PATCH.hunks[0][0]}\n/* tail */\n"
+TWO_HUNKS = TRACKER_RELEASE_STARTUP_PAGES
+TWO_HUNKS_PRISTINE = f"{TWO_HUNKS.hunks[0][0]}\nint main() {{\n{TWO_HUNKS.hunks[1][0]}}}\n"
 
 
 def test_a_patch_applies_once_and_is_then_recognised() -> None:
@@ -36,8 +39,8 @@ def test_a_patch_applies_once_and_is_then_recognised() -> None:
 
 @pytest.mark.parametrize("text", [
     "/* the code the patch replaces is gone */",
-    PRISTINE + PATCH.before,  # twice: which one is meant is unknown
-    PRISTINE.replace(PATCH.before, PATCH.after).replace("MADV_DONTNEED", "MADV_NORMAL"),
+    PRISTINE + PATCH.hunks[0][0],  # twice: which one is meant is unknown
+    apply_text(PRISTINE, PATCH).replace("MADV_DONTNEED", "MADV_NORMAL"),
 ], ids=["moved", "twice", "patched-then-edited"])
 def test_a_patch_that_no_longer_applies_stops_the_build(text: str) -> None:
     assert state(text, PATCH) == "stale"
@@ -46,6 +49,15 @@ def test_a_patch_that_no_longer_applies_stops_the_build(text: str) -> None:
     assert PATCH.name in raised.value.message and "was Nuitka upgraded" in raised.value.message
     assert "compile/nuitka_patches.py" in (raised.value.hint or "")
     assert raised.value.exit_code == 5
+
+
+def test_a_patch_of_two_hunks_applies_all_or_nothing() -> None:
+    patched = apply_text(TWO_HUNKS_PRISTINE, TWO_HUNKS)
+    assert state(patched, TWO_HUNKS) == "applied" and "releaseCleanFilePages();" in patched
+    assert revert_text(patched, TWO_HUNKS) == TWO_HUNKS_PRISTINE
+    half = TWO_HUNKS_PRISTINE.replace(TWO_HUNKS.hunks[1][0], "")  # the call site moved away
+    with pytest.raises(NuitkaPatchError):
+        apply_text(half, TWO_HUNKS)
 
 
 def test_apply_to_a_package_writes_the_file_once(tmp_path: Path) -> None:
