@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -180,8 +181,13 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
             lines.append(f"  bytecode   {sidecar['sourceless_files']} sources not shipped "
                          f"({sidecar['sourceless_bytes'] / 1024**2:.0f} MiB; kept: sidecar-keep-sources)")
     lines.append(f"  record     {options.dist_path / 'build.json'}")
-    lines.append(f"  next       python -m compile verify {options.dist_path.relative_to(options.root)}")
+    lines.append(f"  next       python -m compile verify {shlex.quote(display_path(options.dist_path, options.root))}")
     return "\n".join(lines)
+
+
+def display_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when it is inside it (a dist dir may be configured anywhere)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def command_plan(args: argparse.Namespace) -> int:

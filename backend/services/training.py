@@ -154,12 +154,16 @@ def can_resume(spec: TrainingSpec) -> bool:
     return spec.resume and (Path(spec.checkpoint_dir) / CHECKPOINT_STATE).is_file()
 
 
-def load_trainee(spec: TrainingSpec) -> Trainee:
+def load_trainee(spec: TrainingSpec, after_imports: Callable[[], None] | None = None) -> Trainee:
     """Load the base model from its folder, wrap it in LoRA (or the checkpoint's adapter when resuming),
-    tokenize the dataset, and build the optimizer and its linear warm-up / decay schedule."""
+    tokenize the dataset, and build the optimizer and its linear warm-up / decay schedule.
+    ``after_imports`` runs once torch, peft and transformers are imported, before anything is loaded."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if after_imports is not None:
+        after_imports()
 
     torch.manual_seed(spec.seed)
     tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
@@ -189,19 +193,20 @@ def load_trainee(spec: TrainingSpec) -> Trainee:
 
 
 def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], StopRequest],
-                 on_loaded: Callable[[], None] | None = None) -> TrainingOutcome:
+                 release: Callable[[], None] | None = None) -> TrainingOutcome:
     """Train to ``spec.total_steps``, reporting each step, checking for cancel / stop between steps and
-    checkpointing every ``checkpoint_every`` steps (and on stop). ``on_loaded`` runs once the model and
-    data are loaded (and a checkpoint restored), before the first step."""
+    checkpointing every ``checkpoint_every`` steps (and on stop). ``release`` runs twice: once the ML
+    stack is imported, and once the model and data are loaded (and a checkpoint restored), before the
+    first step."""
     emit({"type": "status", "phase": "loading"})
     started = time.perf_counter()
-    trainee = load_trainee(spec)
+    trainee = load_trainee(spec, after_imports=release)
     step = 0
     if can_resume(spec):
         step = trainee.restore_checkpoint()
         emit({"type": "status", "phase": "resumed", "step": step})
-    if on_loaded is not None:
-        on_loaded()
+    if release is not None:
+        release()
     total = spec.total_steps
     emit({"type": "status", "phase": "training", "load_seconds": round(time.perf_counter() - started, 3),
           "total_steps": total, "examples": len(trainee.examples)})

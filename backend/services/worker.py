@@ -55,10 +55,11 @@ def failure_message(exc: BaseException) -> str:
 
 
 def release_loading_memory() -> None:
-    """Once the model is loaded and before the first step: give back the clean file pages and free heap that
-    only importing torch, transformers and peft and loading the model used (Linux; see
-    :mod:`backend.memory_release`). A spawned worker re-runs the program's startup, so much of what it
-    mapped by then is never touched again; what the steps need comes back as minor faults."""
+    """Give back the clean file pages and free heap that only startup used (Linux; see
+    :mod:`backend.memory_release`): once torch, transformers and peft are imported, before the model is
+    loaded (the worker's peak), and again before the first step. A spawned worker re-runs the program's
+    startup, and importing the ML stack runs libraries' initialisation once; most of those pages are
+    never touched again, and what loading and the steps need comes back as minor faults."""
     from backend.memory_release import release_startup_memory
 
     released = release_startup_memory()
@@ -87,7 +88,7 @@ def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop
 
     try:
         outcome = run_training(TrainingSpec.from_dict(spec_data), emit, stop_requested,  # type: ignore[arg-type]
-                               on_loaded=release_loading_memory if release_memory else None)
+                               release=release_loading_memory if release_memory else None)
         emit({"type": "finished", "status": outcome.status, "step": outcome.step, "loss": outcome.loss})
         exit_code = EXIT_OK
     except Exception as exc:

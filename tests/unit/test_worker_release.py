@@ -38,7 +38,10 @@ SPEC = TrainingSpec(job_id="j", model_path="m", dataset_path="d", adapter_dir="a
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     found: list[str] = []
 
-    def load(spec: TrainingSpec) -> FakeTrainee:
+    def load(spec: TrainingSpec, after_imports=None) -> FakeTrainee:
+        found.append("imports")
+        if after_imports is not None:
+            after_imports()
         found.append("load")
         return FakeTrainee(found)
 
@@ -46,16 +49,16 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return found
 
 
-def test_on_loaded_runs_once_between_loading_and_the_first_step(calls: list[str]) -> None:
+def test_release_runs_after_the_imports_and_again_before_the_first_step(calls: list[str]) -> None:
     events: list[dict[str, Any]] = []
-    outcome = run_training(SPEC, events.append, lambda: None, on_loaded=lambda: calls.append("released"))
+    outcome = run_training(SPEC, events.append, lambda: None, release=lambda: calls.append("released"))
     assert outcome.status == "completed"
-    assert calls == ["load", "released", "step 0", "step 1", "save"]
+    assert calls == ["imports", "released", "load", "released", "step 0", "step 1", "save"]
 
 
-def test_without_on_loaded_nothing_extra_runs(calls: list[str]) -> None:
+def test_without_release_nothing_extra_runs(calls: list[str]) -> None:
     run_training(SPEC, lambda event: None, lambda: None)
-    assert calls == ["load", "step 0", "step 1", "save"]
+    assert calls == ["imports", "load", "step 0", "step 1", "save"]
 
 
 def test_the_release_in_the_worker_releases_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,14 @@ def test_parse_nuitka_report(tmp_path: Path) -> None:
     assert summary["modules_by_kind"] == {"compiled": 2, "bytecode": 1, "extension": 1}
     assert summary["ccache"] == {"hits": 1, "misses": 1, "hit_rate": 0.5}
     assert summary["data_files"] == 1 and summary["compiled_by_package"] == {"backend": 1, "fastapi": 1}
+
+
+@pytest.mark.parametrize(("dist", "shown"), [
+    ("/repo/dist/nuitka-standalone", "dist/nuitka-standalone"),
+    ("/elsewhere/out dir/nuitka-standalone", "'/elsewhere/out dir/nuitka-standalone'"),
+])
+def test_the_next_step_names_a_dist_dir_inside_or_outside_the_project(dist: str, shown: str) -> None:
+    """A dist dir configured outside the project (COMPILE_DIST_DIR=/elsewhere) once crashed the summary."""
+    from compile.cli import display_path
+
+    assert shlex.quote(display_path(Path(dist), Path("/repo"))) == shown
