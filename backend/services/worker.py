@@ -64,8 +64,8 @@ def release_loading_memory() -> None:
 
     released = release_startup_memory()
     if released is not None:
-        logging.getLogger(__name__).debug("released %d KiB after loading; RSS %d -> %d KiB", released.file_kib,
-                                          released.rss_before_kib, released.rss_after_kib)
+        logging.getLogger(__name__).debug("released %d KiB of clean file pages; RSS %d -> %d KiB",
+                                          released.file_kib, released.rss_before_kib, released.rss_after_kib)
 
 
 def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop: Event, server_pid: int,
