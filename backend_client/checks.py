@@ -144,16 +144,11 @@ LAUNCHER_RESIDENT_SHARE = 0.10
 
 def executable_resident_bytes(pid: int, executable: Path) -> int:
     """Bytes of ``executable``'s file that process ``pid`` holds resident (Linux ``/proc/PID/smaps``)."""
+    from backend.memory_release import parse_smaps
+
     target = str(executable.resolve())
-    resident, inside = 0, False
-    with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as smaps:
-        for line in smaps:
-            head = line.split(maxsplit=5)
-            if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
-                inside = len(head) == 6 and head[5].strip() == target
-            elif inside and head and head[0] == "Rss:":
-                resident += int(head[1]) * 1024
-    return resident
+    text = Path(f"/proc/{pid}/smaps").read_text(encoding="utf-8", errors="replace")
+    return sum(mapping.rss_kib for mapping in parse_smaps(text) if mapping.path == target) * 1024
 
 
 def launcher_memory(process: BackendProcess) -> str:

@@ -17,6 +17,7 @@ from compile.nuitka_patches import (
     NuitkaPatchError,
     apply_text,
     apply_to,
+    nuitka_package_dir,
     revert_text,
     state,
 )
@@ -92,10 +93,10 @@ def test_every_patch_applies_to_the_pinned_nuitka() -> None:
     if not is_complete(env):
         pytest.skip(f"no build env yet at {env.path} (the first build creates it; the build applies the patches "
                     f"and stops if one no longer applies)")
-    packages = list(env.path.glob("lib/python3*/site-packages/nuitka")) + list(env.path.glob("Lib/site-packages/nuitka"))
-    assert len(packages) == 1, f"no single nuitka package in {env.path}: {packages}"
+    package = nuitka_package_dir(env.python)
+    assert package is not None, f"the build env {env.path} cannot import nuitka"
     for patch in PATCHES:
-        text = (packages[0] / patch.path).read_text(encoding="utf-8")
+        text = (package / patch.path).read_text(encoding="utf-8")
         pristine = revert_text(text, patch)
         assert state(pristine, patch) == "applies", f"{patch.name} no longer applies to the pinned Nuitka"
         assert state(apply_text(pristine, patch), patch) == "applied"
