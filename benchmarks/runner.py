@@ -1,10 +1,12 @@
 """``python -m benchmarks run``: every present variant, interleaved round by round, warm-up discarded.
 
 One round launches each variant warm (startup, idle memory, shutdown; a short training job in the
-rounds that measure it), then each variant cold (its files evicted from the page cache first), then the
-calibration process. Nuitka onefile also gets a first launch with an empty extraction cache every
-round. The order of variants rotates from round to round so that no variant always runs right after the
-same neighbour. Every sample records its round, so head and base pair by round.
+rounds that measure it), then each variant once more with the startup release off
+(``PEFT_ENGINE_RELEASE_STARTUP_MEMORY=0``: idle memory as on an OS without it), then each variant cold
+(its files evicted from the page cache first), then the calibration process. Nuitka onefile also
+gets a first launch with an empty extraction cache every round. The order of variants rotates from
+round to round so that no variant always runs right after the same neighbour. Every sample records
+its round, so head and base pair by round.
 
 Rounds are adaptive when the run is compared with something (another checkout measured beside this
 one, or a stored baseline): after the minimum, a round is added while a gated metric is undecided
@@ -32,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from backend.memory_release import SWITCH_ENV as RELEASE_ENV
 from backend.variants import NAMES
 from benchmarks.gate import compare, undecided
 from benchmarks.measure import instructions
@@ -102,6 +105,26 @@ class Session:
         cache.mkdir(parents=True, exist_ok=True)
         return {"XDG_CACHE_HOME": str(cache), "TMPDIR": str(self.scratch / "tmp")}
 
+    def measure_unreleased(self, variant: Measured) -> None:
+        """Idle PSS with the startup release off: what a build keeps where the release does not exist
+        (it is Linux-only), so the bytecode and binary pages that startup touched all count."""
+        data_dir = self.scratch / "data" / variant.name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (self.scratch / "tmp").mkdir(exist_ok=True)
+        env = {**self.env_for(variant), RELEASE_ENV: "0"}
+        try:
+            running = launch(variant.command, cwd=variant.cwd, data_dir=data_dir, env=env)
+        except LaunchError as exc:
+            self.results[variant.name]["errors"].append(f"idle_pss_unreleased_bytes: {exc}")
+            self.log(f"    {variant.name}: {exc}")
+            return
+        try:
+            self.add(variant, "idle_pss_unreleased_bytes", idle_memory(running).pss)
+        except LaunchError as exc:
+            self.results[variant.name]["errors"].append(f"idle_pss_unreleased_bytes: {exc}")
+        finally:
+            stop(running)
+
     def add(self, variant: Measured, metric: str, value: float) -> None:
         result = self.results[variant.name]
         result["samples"].setdefault(metric, []).append(value)
@@ -151,6 +174,8 @@ class Session:
         train = index < options.train_rounds
         for variant in order:
             self.launch_once(variant, record=True, metric="startup_warm_s", train=train)
+        for variant in order:
+            self.measure_unreleased(variant)
         if options.cold:
             for variant in order:
                 evict(list(variant.files))

@@ -21,7 +21,7 @@ from typing import Any
 from compile.backends import BuildInputs
 from compile.backends.nuitka import nuitka_command, nuitka_environment, report_path
 from compile.backends.pyinstaller import pyinstaller_command
-from compile.buildenv import BuildEnv, ensure_build_env, env_root
+from compile.buildenv import BuildEnv, ensure_build_env, env_root, pinned_versions, requirements
 from compile.config_check import StaleEntry, stale_entries
 from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
 from compile.errors import BuildFailed, ConfigError
@@ -187,7 +187,15 @@ def carried_patches(options: BuildOptions, env: BuildEnv, log: Callable[[str], N
             log(f"  warning: nuitka patch {patch.name} not applied (isolated = false leaves your Nuitka alone): "
                 f"{patch.why}")
         return {patch.name: "missing" for patch in PATCHES}
-    patch_build_env(env.python, log=lambda line: log(f"  {line}"))
+    version = pinned_versions(requirements({}, options)).get("nuitka")  # the build requirements' pin
+    nuitka = f"nuitka=={version}" if version else "nuitka"
+
+    def reinstall() -> None:
+        run([str(env.python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--force-reinstall",
+             "--no-deps", nuitka], log_path=env.path.parent / f"{env.key}-nuitka-reinstall.log",
+            what=f"pip install --force-reinstall {nuitka} (restoring Nuitka's sources to re-patch them)")
+
+    patch_build_env(env.python, log=lambda line: log(f"  {line}"), reinstall=reinstall)
     return {patch.name: "applied" for patch in PATCHES}
 
 

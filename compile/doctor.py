@@ -108,6 +108,9 @@ def _patch_check(name: str, state: str) -> Check:
         return Check(what, "ok", "applied in the build env")
     if state == "applies":
         return Check(what, "todo", "not applied yet (the next Nuitka build applies it)")
+    if state == "outdated":
+        return Check(what, "todo", "an earlier version of it is applied (the next Nuitka build reinstalls the "
+                                   "pinned Nuitka and applies this one)")
     return Check(what, "fail", "no longer applies to the build env's Nuitka: a Nuitka build would stop",
                  "port or drop it in compile/nuitka_patches.py")
 

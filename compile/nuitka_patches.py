@@ -1,9 +1,11 @@
 """Source patches carried against the pinned Nuitka, applied to the isolated build env's copy of Nuitka.
 
-Each patch is an exact text replacement in one of Nuitka's C sources. Applying is idempotent (a
-patched file is recognised and left alone), and a file in which the original text is not found
-exactly once fails the build with :class:`NuitkaPatchError`: a Nuitka upgrade that moved the code
-must be looked at, never silently built without the fix.
+Each patch is an exact text replacement in one of Nuitka's sources (C, or the Python that generates
+C). Applying is idempotent (a patched file is recognised and left alone), and a file in which the
+original text is not found exactly once fails the build with :class:`NuitkaPatchError`: a Nuitka
+upgrade that moved the code must be looked at, never silently built without the fix. A file that
+holds an earlier version of one of our own patches (the patch changed since) is restored by
+reinstalling the pinned Nuitka, then patched again.
 
 Only the isolated build env is patched. With ``isolated = false`` the user's own Nuitka is not
 touched, and the build says that the patch is missing.
@@ -17,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from compile import nuitka_bytecode_patch as bytecode
 from compile.errors import BuildEnvError
 
 PatchState = Literal["applied", "applies", "stale"]
+FoundState = Literal["applied", "applies", "stale", "outdated"]  # outdated: an earlier version of ours
 
 
 class NuitkaPatchError(BuildEnvError):
@@ -139,7 +143,39 @@ TRACKER_RELEASE_STARTUP_PAGES = SourcePatch(
              "returns them",
 )
 
-PATCHES: tuple[SourcePatch, ...] = (ONEFILE_RELEASE_PAYLOAD, TRACKER_RELEASE_STARTUP_PAGES)
+_BYTECODE_WHY = ("the bytecode of every module Nuitka does not compile (most of the standard library) sat in the "
+                 "constants blob inside the executable, and importing it left the blob's pages resident: 12.0 of "
+                 "13.3 MiB in an idle server, in every process, on every OS")
+_BYTECODE_UPSTREAM = ("bytecode modules are unmarshalled straight from the constants blob in the program image, so "
+                      "every import faults in blob pages that stay resident (fault-around makes that nearly the "
+                      "whole blob); keeping non-technical bytecode in a file beside the executable and reading "
+                      "each module's bytes when imported, as CPython reads a .pyc, keeps them out of the "
+                      "resident set")
+
+# The loader half first: a build never generates entries that its loader cannot read.
+BYTECODE_OUTSIDE_IMAGE_LOADER = SourcePatch(
+    name="bytecode-outside-image-loader",
+    path="build/static_src/MetaPathBasedLoader.c",
+    hunks=((bytecode.LOADER_READER_BEFORE, bytecode.LOADER_READER_AFTER),
+           (bytecode.LOADER_READ_BEFORE, bytecode.LOADER_READ_AFTER)),
+    marker=bytecode.MARKER,
+    why=_BYTECODE_WHY,
+    upstream=_BYTECODE_UPSTREAM,
+)
+
+BYTECODE_OUTSIDE_IMAGE_CODEGEN = SourcePatch(
+    name="bytecode-outside-image-codegen",
+    path="code_generation/LoaderCodes.py",
+    hunks=((bytecode.CODEGEN_HELPERS_BEFORE, bytecode.CODEGEN_HELPERS_AFTER),
+           (bytecode.CODEGEN_ENTRY_BEFORE, bytecode.CODEGEN_ENTRY_AFTER),
+           (bytecode.CODEGEN_REGISTER_BEFORE, bytecode.CODEGEN_REGISTER_AFTER)),
+    marker=bytecode.MARKER,
+    why=_BYTECODE_WHY,
+    upstream=_BYTECODE_UPSTREAM,
+)
+
+PATCHES: tuple[SourcePatch, ...] = (ONEFILE_RELEASE_PAYLOAD, TRACKER_RELEASE_STARTUP_PAGES,
+                                    BYTECODE_OUTSIDE_IMAGE_LOADER, BYTECODE_OUTSIDE_IMAGE_CODEGEN)
 
 
 def state(text: str, patch: SourcePatch) -> PatchState:
@@ -203,24 +239,47 @@ def apply_to(package_dir: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> d
     return before
 
 
-def patch_states(python: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> dict[str, PatchState]:
+def patch_states(python: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> dict[str, FoundState]:
     """What each patch is in the Nuitka of ``python``, changing nothing ({}: no Nuitka there)."""
     folder = nuitka_package_dir(python)
     if folder is None:
         return {}
-    found: dict[str, PatchState] = {}
+    found: dict[str, FoundState] = {}
     for patch in patches:
         source = folder / patch.path
-        found[patch.name] = state(source.read_text(encoding="utf-8"), patch) if source.is_file() else "stale"
+        if not source.is_file():
+            found[patch.name] = "stale"
+            continue
+        text = source.read_text(encoding="utf-8")
+        found[patch.name] = "outdated" if outdated(text, patch) else state(text, patch)
     return found
 
 
-def patch_build_env(python: Path, log: Callable[[str], None] = print) -> dict[str, PatchState]:
+def outdated(text: str, patch: SourcePatch) -> bool:
+    """An earlier version of this patch is applied: its marker is there, its current text is not. Only
+    reinstalling Nuitka gives back the pristine file to apply this version to."""
+    return patch.marker in text and state(text, patch) == "stale"
+
+
+def outdated_patches(package_dir: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> list[str]:
+    return [patch.name for patch in patches if (package_dir / patch.path).is_file()
+            and outdated((package_dir / patch.path).read_text(encoding="utf-8"), patch)]
+
+
+def patch_build_env(python: Path, log: Callable[[str], None] = print, reinstall: Callable[[], None] | None = None,
+                    patches: tuple[SourcePatch, ...] = PATCHES) -> dict[str, PatchState]:
+    """Apply every patch to the Nuitka of ``python``. Where an earlier version of one of our patches is
+    applied (the patch was changed since the env was patched), ``reinstall`` restores Nuitka's pristine
+    sources first; a Nuitka whose own code moved still stops the build."""
     folder = nuitka_package_dir(python)
     if folder is None:
         raise NuitkaPatchError(f"{python} cannot import nuitka, so the carried patches cannot be applied",
                                hint="delete the build env; the next build recreates it")
-    states = apply_to(folder)
+    earlier = outdated_patches(folder, patches)
+    if earlier and reinstall is not None:
+        log(f"nuitka patches changed since this env was patched ({', '.join(earlier)}): reinstalling Nuitka")
+        reinstall()
+    states = apply_to(folder, patches)
     for name, was in states.items():
         log(f"nuitka patch {name}: {'already applied' if was == 'applied' else 'applied'}")
     return states

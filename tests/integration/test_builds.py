@@ -18,6 +18,7 @@ import pytest
 
 from backend.variants import NUITKA_STANDALONE, PYINSTALLER_ONEFILE, variant_named
 from backend_client.manager import REPO_ROOT
+from compile.nuitka_bytecode_patch import BYTECODE_FILE_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.build]
 
@@ -81,6 +82,28 @@ def test_verify_names_a_sidecar_that_is_not_on_the_import_path(tmp_path: Path) -
     assert "[FAIL] idle process" in result.stdout
     assert "the ML sidecar is not on the import path at startup" in result.stdout
     assert "[FAIL] stream (first use)" in result.stdout and "ModuleNotFoundError" in result.stdout
+
+
+@pytest.mark.parametrize("damage", ["flipped bytes", "truncated"])
+def test_verify_names_a_damaged_bytecode_file(tmp_path: Path, damage: str) -> None:
+    """The modules Nuitka keeps as bytecode live in a file beside the executable (carried patch
+    bytecode-outside-image). A damaged copy must stop the program with an error naming the file, never
+    run garbage: every module's bytes carry a check."""
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    target = copy / "peft_engine" / BYTECODE_FILE_NAME
+    data = bytearray(target.read_bytes())
+    target.unlink()  # a hard link: replace it, never edit the original
+    if damage == "truncated":
+        del data[len(data) // 2:]
+    else:
+        for offset in range(100, len(data), 997):
+            data[offset] ^= 0x5A
+    target.write_bytes(bytes(data))
+    result = compile_cli("verify", str(copy), timeout=900)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] ready line" in result.stdout
+    verb = "read" if damage == "truncated" else "use"
+    assert f"cannot {verb} the bytecode of module" in result.stdout and BYTECODE_FILE_NAME in result.stdout
 
 
 def test_verify_names_a_worker_that_cannot_start() -> None:

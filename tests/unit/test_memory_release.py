@@ -138,3 +138,14 @@ def test_release_lowers_the_resident_set_and_keeps_every_byte(tmp_path) -> None:
     assert after["rw-p"] == before["rw-p"] > 0  # the written one is left alone
     assert result["released"] >= before["r--p"]
     assert result["same"] and result["written_kept"]
+
+
+def test_switch_env_is_the_settings_variable(monkeypatch):
+    """The benchmarks turn the release off through ``SWITCH_ENV``; it must be the setting's variable."""
+    from backend.memory_release import SWITCH_ENV
+    from backend.settings import Settings
+
+    monkeypatch.setenv(SWITCH_ENV, "0")
+    assert Settings().release_startup_memory is False
+    monkeypatch.setenv(SWITCH_ENV, "1")
+    assert Settings().release_startup_memory is True

@@ -126,6 +126,7 @@ def test_doctor_fails_on_a_build_env_without_nuitka(tmp_path: Path, capsys: pyte
     ("applied", "ok", "applied in the build env"),
     ("applies", "todo", "the next Nuitka build applies it"),
     ("stale", "fail", "no longer applies"),
+    ("outdated", "todo", "reinstalls the pinned Nuitka and applies this one"),
 ])
 def test_each_carried_nuitka_patch_is_reported_as_found(state: str, status: str, words: str) -> None:
     env = BuildEnvFacts(path=READY_ENV.path, state="ready", patchelf=True, versions=dict(READY_ENV.versions),

@@ -3,14 +3,20 @@ Nuitka whose code moved stops the build instead of building without the fix."""
 
 from __future__ import annotations
 
+import marshal
+import re
 from pathlib import Path
 
 import pytest
 
 from backend_client.manager import REPO_ROOT
+from compile import nuitka_bytecode_patch as bytecode_patch
+from compile import nuitka_patches
 from compile.build import carried_patches
 from compile.buildenv import BuildEnv, is_complete, planned_env
 from compile.nuitka_patches import (
+    BYTECODE_OUTSIDE_IMAGE_CODEGEN,
+    BYTECODE_OUTSIDE_IMAGE_LOADER,
     ONEFILE_RELEASE_PAYLOAD,
     PATCHES,
     TRACKER_RELEASE_STARTUP_PAGES,
@@ -18,6 +24,8 @@ from compile.nuitka_patches import (
     apply_text,
     apply_to,
     nuitka_package_dir,
+    outdated,
+    outdated_patches,
     revert_text,
     state,
 )
@@ -85,9 +93,7 @@ def test_a_non_isolated_build_leaves_nuitka_alone_and_says_so() -> None:
     assert any("not applied" in line and PATCH.name in line for line in lines)
 
 
-def test_every_patch_applies_to_the_pinned_nuitka() -> None:
-    """Against the real sources of the Nuitka the project pins (the build env's copy, patched or not).
-    Bumping the pin recreates the env, and this test then fails until the patch is ported."""
+def _pinned_nuitka_or_skip() -> Path:
     options = resolve_options(project_root=REPO_ROOT, platform="linux", variant="nuitka-onefile", environ={})
     env = planned_env(options, load_pyproject(REPO_ROOT))
     if not is_complete(env):
@@ -95,8 +101,137 @@ def test_every_patch_applies_to_the_pinned_nuitka() -> None:
                     f"and stops if one no longer applies)")
     package = nuitka_package_dir(env.python)
     assert package is not None, f"the build env {env.path} cannot import nuitka"
+    earlier = outdated_patches(package)
+    if earlier:
+        pytest.skip(f"the build env holds an earlier version of {', '.join(earlier)}: its pristine sources come "
+                    f"back with the next build, which reinstalls Nuitka, re-patches it and stops if one no longer "
+                    f"applies")
+    return package
+
+
+def test_every_patch_applies_to_the_pinned_nuitka() -> None:
+    """Against the real sources of the Nuitka the project pins (the build env's copy, patched or not).
+    Bumping the pin recreates the env, and this test then fails until the patch is ported."""
+    package = _pinned_nuitka_or_skip()
     for patch in PATCHES:
         text = (package / patch.path).read_text(encoding="utf-8")
         pristine = revert_text(text, patch)
         assert state(pristine, patch) == "applies", f"{patch.name} no longer applies to the pinned Nuitka"
         assert state(apply_text(pristine, patch), patch) == "applied"
+
+
+# --- bytecode-outside-image: the code generator writes the file the loader reads ----------------------------
+
+def _codegen_helpers(technical: tuple[str, ...] = ("encodings",)) -> dict[str, object]:
+    """The patch's generator helpers, run with stand-ins for the Nuitka names they use."""
+    added: list[object] = []
+
+    class Module:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def getFullName(self) -> str:
+            return self.name
+
+    namespace: dict[str, object] = {
+        "isStandaloneMode": lambda: True, "shallMakeModule": lambda: False,
+        "getUncompiledTechnicalModules": lambda: tuple(Module(name) for name in technical),
+        "inclusion_logger": None, "Module": Module, "added": added,
+    }
+    helpers = bytecode_patch.CODEGEN_HELPERS_AFTER.replace(bytecode_patch.CODEGEN_HELPERS_BEFORE, "")
+    exec(compile(helpers, "LoaderCodes.py (patched helpers)", "exec"), namespace)
+    return namespace
+
+
+def _check_like_the_loader(data: bytes) -> int:
+    """The loader's bytecodeCheck, written from its C: FNV-1a over 64-bit little-endian words, then bytes."""
+    value, prime, mask = 0xCBF29CE484222325, 0x100000001B3, 2**64 - 1
+    whole = len(data) // 8 * 8
+    for start in range(0, whole, 8):
+        value = ((value ^ int.from_bytes(data[start:start + 8], "little")) * prime) & mask
+    for byte in data[whole:]:
+        value = ((value ^ byte) * prime) & mask
+    return value
+
+
+def _read_like_the_loader(blob: bytes, offset: int, size: int) -> bytes:
+    """What readBytecodeOutsideImage does: the 8-byte check (little endian), then exactly ``size`` bytes."""
+    stored, data = int.from_bytes(blob[offset:offset + 8], "little"), blob[offset + 8:offset + 8 + size]
+    if len(data) != size or _check_like_the_loader(data) != stored:
+        raise ValueError("damaged")
+    return data
+
+
+def test_the_generated_bytecode_file_is_what_the_loader_reads() -> None:
+    helpers = _codegen_helpers()
+    codes = [marshal.dumps(compile(f"x = {n}" + " + 1" * n, f"m{n}", "exec")) for n in range(5)]  # odd lengths too
+    offsets = [helpers["_addBytecodeOutsideImage"](code) for code in codes]
+    blob = b"".join(helpers["_outside_bytecode_chunks"])
+    for code, offset in zip(codes, offsets, strict=True):
+        assert _read_like_the_loader(blob, offset, len(code)) == code
+    damaged = bytearray(blob)
+    damaged[offsets[2] + 10] ^= 0xFF
+    with pytest.raises(ValueError, match="damaged"):
+        _read_like_the_loader(bytes(damaged), offsets[2], len(codes[2]))
+
+
+def test_technical_modules_stay_in_the_image() -> None:
+    helpers = _codegen_helpers(technical=("encodings", "codecs"))
+    module = helpers["Module"]
+    assert helpers["_isBytecodeOutsideImage"](module("json")) is True
+    assert helpers["_isBytecodeOutsideImage"](module("codecs")) is False
+
+
+def test_the_file_flag_is_not_one_of_nuitkas_flags() -> None:
+    """Against the pinned Nuitka's own flag definitions: a Nuitka that starts using 256 breaks the patch."""
+    package = _pinned_nuitka_or_skip()
+    header = (package / "build" / "include" / "nuitka" / "unfreezing.h").read_text(encoding="utf-8")
+    flags = {int(value) for value in re.findall(r"#define NUITKA_\w+_FLAG (\d+)", header)}
+    assert flags and bytecode_patch.FILE_FLAG not in flags
+    assert all(flag & bytecode_patch.FILE_FLAG == 0 for flag in flags)
+
+
+def test_the_patched_generator_is_valid_python() -> None:
+    package = _pinned_nuitka_or_skip()
+    text = (package / BYTECODE_OUTSIDE_IMAGE_CODEGEN.path).read_text(encoding="utf-8")
+    patched = apply_text(revert_text(text, BYTECODE_OUTSIDE_IMAGE_CODEGEN), BYTECODE_OUTSIDE_IMAGE_CODEGEN)
+    compile(patched, BYTECODE_OUTSIDE_IMAGE_CODEGEN.path, "exec")
+    assert patched.count("    _registerBytecodeOutsideImage()\n\n    return template_metapath_loader_body") == 1
+
+
+def test_the_loader_half_comes_first() -> None:
+    """A build must never generate entries its loader cannot read: a stale loader patch stops the build
+    before the generator is patched."""
+    order = [patch.name for patch in PATCHES]
+    assert order.index(BYTECODE_OUTSIDE_IMAGE_LOADER.name) < order.index(BYTECODE_OUTSIDE_IMAGE_CODEGEN.name)
+
+
+def test_an_earlier_version_of_our_patch_is_restored_and_patched_again(tmp_path: Path, monkeypatch) -> None:
+    """The patch changed since the env was patched: the marker is there, the current text is not. The
+    build reinstalls Nuitka (here: writes the pristine file back) and applies this version."""
+    source = tmp_path / PATCH.path
+    source.parent.mkdir(parents=True)
+    earlier = apply_text(PRISTINE, PATCH).replace("MADV_DONTNEED", "MADV_FREE")
+    source.write_text(earlier, encoding="utf-8")
+    assert outdated(earlier, PATCH) and not outdated(PRISTINE, PATCH) and not outdated(apply_text(PRISTINE, PATCH), PATCH)
+    monkeypatch.setattr(nuitka_patches, "nuitka_package_dir", lambda python: tmp_path)
+    reinstalled: list[bool] = []
+    lines: list[str] = []
+
+    def reinstall() -> None:
+        reinstalled.append(True)
+        source.write_text(PRISTINE, encoding="utf-8")
+
+    nuitka_patches.patch_build_env(Path("python"), log=lines.append, reinstall=reinstall, patches=(PATCH,))
+    assert reinstalled == [True] and state(source.read_text(encoding="utf-8"), PATCH) == "applied"
+    assert any("reinstalling Nuitka" in line for line in lines)
+
+
+def test_a_moved_nuitka_is_not_mistaken_for_an_earlier_patch(tmp_path: Path, monkeypatch) -> None:
+    source = tmp_path / PATCH.path
+    source.parent.mkdir(parents=True)
+    source.write_text("/* Nuitka moved the code */", encoding="utf-8")
+    monkeypatch.setattr(nuitka_patches, "nuitka_package_dir", lambda python: tmp_path)
+    with pytest.raises(NuitkaPatchError, match="was Nuitka upgraded"):
+        nuitka_patches.patch_build_env(Path("python"), log=lambda line: None, patches=(PATCH,),
+                                       reinstall=lambda: pytest.fail("reinstalled for a moved Nuitka"))
