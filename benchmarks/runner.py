@@ -40,7 +40,15 @@ from benchmarks.gate import compare, undecided
 from benchmarks.measure import instructions
 from benchmarks.measure.cache import evict
 from benchmarks.measure.calibration import calibration_seconds
-from benchmarks.measure.launch import IDLE_SETTLE_S, LaunchError, first_training_step, idle_memory, launch, stop
+from benchmarks.measure.launch import (
+    IDLE_SETTLE_S,
+    LaunchError,
+    Running,
+    first_training_step,
+    idle_memory,
+    launch,
+    stop,
+)
 from benchmarks.measure.size import compressed_bytes, disk_bytes
 from benchmarks.schema import SCHEMA_VERSION
 from benchmarks.storage import select
@@ -105,23 +113,29 @@ class Session:
         cache.mkdir(parents=True, exist_ok=True)
         return {"XDG_CACHE_HOME": str(cache), "TMPDIR": str(self.scratch / "tmp")}
 
-    def measure_unreleased(self, variant: Measured) -> None:
-        """Idle PSS with the startup release off: what a build keeps where the release does not exist
-        (it is Linux-only), so the bytecode and binary pages that startup touched all count."""
+    def start(self, variant: Measured, metric: str, env: dict[str, str]) -> Running | None:
+        """Launch ``variant`` with its own data dir; a launch that fails is recorded against ``metric``."""
         data_dir = self.scratch / "data" / variant.name
         data_dir.mkdir(parents=True, exist_ok=True)
         (self.scratch / "tmp").mkdir(exist_ok=True)
-        env = {**self.env_for(variant), RELEASE_ENV: "0"}
         try:
-            running = launch(variant.command, cwd=variant.cwd, data_dir=data_dir, env=env)
+            return launch(variant.command, cwd=variant.cwd, data_dir=data_dir, env=env)
         except LaunchError as exc:
-            self.results[variant.name]["errors"].append(f"idle_pss_unreleased_bytes: {exc}")
+            self.results[variant.name]["errors"].append(f"{metric}: {exc}")
             self.log(f"    {variant.name}: {exc}")
+            return None
+
+    def measure_unreleased(self, variant: Measured) -> None:
+        """Idle PSS with the startup release off: what a build keeps where the release does not exist
+        (it is Linux-only), so the bytecode and binary pages that startup touched all count."""
+        metric = "idle_pss_unreleased_bytes"
+        running = self.start(variant, metric, {**self.env_for(variant), RELEASE_ENV: "0"})
+        if running is None:
             return
         try:
-            self.add(variant, "idle_pss_unreleased_bytes", idle_memory(running).pss)
+            self.add(variant, metric, idle_memory(running).pss)
         except LaunchError as exc:
-            self.results[variant.name]["errors"].append(f"idle_pss_unreleased_bytes: {exc}")
+            self.results[variant.name]["errors"].append(f"{metric}: {exc}")
         finally:
             stop(running)
 
@@ -132,15 +146,8 @@ class Session:
 
     def launch_once(self, variant: Measured, *, record: bool, metric: str, train: bool = False,
                     fresh_cache: bool = False) -> None:
-        data_dir = self.scratch / "data" / variant.name
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (self.scratch / "tmp").mkdir(exist_ok=True)
-        try:
-            running = launch(variant.command, cwd=variant.cwd, data_dir=data_dir,
-                             env=self.env_for(variant, fresh_cache))
-        except LaunchError as exc:
-            self.results[variant.name]["errors"].append(f"{metric}: {exc}")
-            self.log(f"    {variant.name}: {exc}")
+        running = self.start(variant, metric, self.env_for(variant, fresh_cache))
+        if running is None:
             return
         try:
             if not record:

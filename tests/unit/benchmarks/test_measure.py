@@ -82,3 +82,35 @@ def test_startup_of_the_real_source_backend(tmp_path: Path) -> None:
         assert running.memory().pss > 10 * 1024**2
     finally:
         assert stop(running) < 5
+
+
+def test_the_unreleased_launch_turns_the_release_off_and_records_its_idle_pss(tmp_path: Path, monkeypatch) -> None:
+    """What the server is told (the setting's variable set to 0) and where the figure goes; a launch
+    that fails is an error of that metric, not a sample."""
+    from backend.memory_release import SWITCH_ENV
+    from backend.variants import NUITKA_STANDALONE
+    from benchmarks import runner
+    from benchmarks.measure.launch import LaunchError
+    from benchmarks.measure.memory import TreeMemory
+    from benchmarks.variants import Measured
+
+    seen: list[dict[str, str]] = []
+
+    def fake_launch(command, *, cwd, data_dir, env=None, **kwargs):
+        seen.append(dict(env or {}))
+        if len(seen) == 2:
+            raise LaunchError("did not start")
+        return object()
+
+    monkeypatch.setattr(runner, "launch", fake_launch)
+    monkeypatch.setattr(runner, "idle_memory", lambda running: TreeMemory(pss=42 * 1024**2, uss=0, rss=0, hwm=0,
+                                                                          processes=1))
+    monkeypatch.setattr(runner, "stop", lambda running: 0.0)
+    variant = Measured("nuitka-standalone", NUITKA_STANDALONE, ("peft_engine",), None, (), None)
+    session = runner.Session([variant], tmp_path, log=lambda line: None)
+    session.measure_unreleased(variant)
+    session.measure_unreleased(variant)
+    assert seen[0][SWITCH_ENV] == "0"
+    result = session.results["nuitka-standalone"]
+    assert result["samples"]["idle_pss_unreleased_bytes"] == [42 * 1024**2]
+    assert result["errors"] == ["idle_pss_unreleased_bytes: did not start"]
