@@ -239,20 +239,21 @@ def apply_to(package_dir: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> d
     return before
 
 
+def found_state(package_dir: Path, patch: SourcePatch) -> FoundState:
+    """What ``patch`` is in the Nuitka package at ``package_dir``, changing nothing."""
+    source = package_dir / patch.path
+    if not source.is_file():
+        return "stale"
+    text = source.read_text(encoding="utf-8")
+    return "outdated" if outdated(text, patch) else state(text, patch)
+
+
 def patch_states(python: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> dict[str, FoundState]:
     """What each patch is in the Nuitka of ``python``, changing nothing ({}: no Nuitka there)."""
     folder = nuitka_package_dir(python)
     if folder is None:
         return {}
-    found: dict[str, FoundState] = {}
-    for patch in patches:
-        source = folder / patch.path
-        if not source.is_file():
-            found[patch.name] = "stale"
-            continue
-        text = source.read_text(encoding="utf-8")
-        found[patch.name] = "outdated" if outdated(text, patch) else state(text, patch)
-    return found
+    return {patch.name: found_state(folder, patch) for patch in patches}
 
 
 def outdated(text: str, patch: SourcePatch) -> bool:
@@ -262,8 +263,7 @@ def outdated(text: str, patch: SourcePatch) -> bool:
 
 
 def outdated_patches(package_dir: Path, patches: tuple[SourcePatch, ...] = PATCHES) -> list[str]:
-    return [patch.name for patch in patches if (package_dir / patch.path).is_file()
-            and outdated((package_dir / patch.path).read_text(encoding="utf-8"), patch)]
+    return [patch.name for patch in patches if found_state(package_dir, patch) == "outdated"]
 
 
 def patch_build_env(python: Path, log: Callable[[str], None] = print, reinstall: Callable[[], None] | None = None,
