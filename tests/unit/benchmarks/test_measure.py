@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.measure.cache import evict
-from benchmarks.measure.memory import measure_tree, vm_hwm
+from benchmarks.measure.memory import PeakSampler, measure_tree, rollup_pss, tree_pss, vm_hwm
 from benchmarks.measure.size import compressed_bytes, disk_bytes
 
 ALLOCATE = """
@@ -44,6 +44,46 @@ def test_known_allocation_is_measured_within_tolerance() -> None:
         for process in (small, big):
             process.kill()
             process.wait()
+
+
+SPIKE = """
+import sys, time
+print("ready", flush=True)
+sys.stdin.readline()
+block = bytearray({size})
+for i in range(0, len(block), 4096):
+    block[i] = 1
+time.sleep({hold})
+del block
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux smaps_rollup")
+@pytest.mark.parametrize(("interval", "caught"), [(0.01, True), (2.0, False)])
+def test_the_peak_sampler_catches_a_short_peak_that_slow_polling_misses(interval: float, caught: bool) -> None:
+    """A 96 MiB peak held for 0.2 s, between two reads of the tree 1 s apart: the 10 ms sampler sees it,
+    a 2 s sampler (whose first sample comes before the peak) does not: the sampler can fail."""
+    process = subprocess.Popen([sys.executable, "-c", SPIKE.format(size=96 * 1024**2, hold=0.2)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().strip() == "ready"
+        before = tree_pss(process.pid)
+        assert before == rollup_pss(process.pid) and before > 0
+        with PeakSampler(process.pid, interval=interval) as sampler:
+            time.sleep(0.05)
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            assert process.stdout.readline().strip() == "done"
+            time.sleep(0.05)
+        after = tree_pss(process.pid)
+        assert after < before + 32 * 1024**2, "the peak is gone when the poll after it reads the tree"
+        assert (sampler.peak > before + 80 * 1024**2) is caught, (sampler.peak, before, sampler.samples)
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_two_process_tree_is_summed() -> None:
