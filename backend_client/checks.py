@@ -122,6 +122,10 @@ def idle_process(process: BackendProcess, *, sidecar: bool) -> str:
     expect(not heavy, f"imported at startup: {', '.join(heavy)}")
     expect(info["sidecar"]["modules_loaded"] == 0,
            f"{info['sidecar']['modules_loaded']} modules loaded from the ML sidecar at startup")
+    # anyio imports every submodule at once when its lazy importer cannot read anyio/__init__.py
+    # (module-sources in [tool.compile]); anyio.to_process is one a source run never loads at startup
+    expect("anyio.to_process" not in info["modules"],
+           "anyio imported all its submodules at startup: its lazy importer found no anyio/__init__.py")
     detail = f"{len(info['modules'])} modules, no ML stack"
     if sidecar:
         expect(bool(info["sidecar"]["on_path"]),

@@ -53,6 +53,9 @@ def render_report(artifact: Artifact, *, modules: bool = False) -> str:
         if sidecar.get("trimmed_bytes") is not None:
             lines.append(f"  trimmed     {sidecar['trimmed_bytes'] / mib:.1f} MiB in {sidecar['trimmed_files']} files "
                          f"(tests, headers, stubs)")
+        if sidecar.get("stripped_files"):
+            lines.append(f"  stripped    {sidecar['stripped_bytes'] / mib:.1f} MiB of symbol tables from "
+                         f"{sidecar['stripped_files']} libraries")
         if sidecar.get("sourceless_files"):
             lines.append(f"  sourceless  {sidecar['sourceless_bytes'] / mib:.1f} MiB of sources in "
                          f"{sidecar['sourceless_files']} files not shipped: bytecode only")

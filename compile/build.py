@@ -23,7 +23,7 @@ from compile.backends.nuitka import nuitka_command, nuitka_environment, report_p
 from compile.backends.pyinstaller import pyinstaller_command
 from compile.buildenv import BuildEnv, ensure_build_env, env_root, pinned_versions, requirements
 from compile.config_check import StaleEntry, stale_entries
-from compile.datafiles import MANIFEST_NAME, data_files_for, manifest
+from compile.datafiles import MANIFEST_NAME, data_files_for, manifest, module_sources
 from compile.errors import BuildFailed, ConfigError
 from compile.nuitka_patches import PATCHES, patch_build_env
 from compile.nuitka_report import NuitkaReport, parse_report
@@ -49,6 +49,8 @@ from compile.sidecar import (
     materialize,
     plan_sidecar,
 )
+from compile.strip import StripReport, strip_folder, strip_plan
+from compile.strip import summary as strip_summary
 
 _probed: dict[tuple[str, ...], dict[str, Any]] = {}  # one probe per environment, project and question
 
@@ -104,6 +106,7 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool,
     data = tuple(data_files_for(options))
     with progress.step("probe the build env"):
         facts = probe(env, options, "facts")
+    data += tuple(module_sources(options.module_sources, facts))
     details: dict[str, Any] = {"python": facts["python"], "facts": facts}
     with progress.step("plan the sidecar"):
         plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
@@ -120,6 +123,11 @@ def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool,
             report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
             progress.line(f"  {report.files} files, {report.bytes / 2**20:.0f} MiB "
                           f"(trimmed {report.trimmed_bytes / 2**20:.0f} MiB)")
+        with progress.step("strip the sidecar's libraries"):
+            stripped = strip_folder(sidecar_dir, strip_plan(options.platform, options.sidecar_strip),
+                                    lambda command: run(command, what="strip"))
+            progress.line(f"  {strip_summary(stripped)}")
+            details["sidecar_strip"] = stripped
         with progress.step("byte-compile the sidecar"):
             byte_compile(env, sidecar_dir)
             details["sidecar_sourceless"] = drop_sources(plan, facts, sidecar_dir, options.sidecar_keep_sources)
@@ -297,6 +305,7 @@ def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], 
     if options.tool == "nuitka":
         files: MaterializeReport | None = details.get("sidecar_files")
         sourceless: SourcelessReport | None = details.get("sidecar_sourceless")
+        stripped: StripReport | None = details.get("sidecar_strip")
         record["sidecar"] = {
             "distributions": list(plan.distributions), "shared": list(plan.shared), "dropped": list(plan.dropped),
             "reasons": dict(plan.reasons),
@@ -306,6 +315,10 @@ def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], 
             "per_distribution_bytes": files.per_distribution if files else None,
             "sourceless_files": sourceless.files if sourceless else None,
             "sourceless_bytes": sourceless.bytes if sourceless else None,
+            "stripped_files": stripped.files if stripped else None,
+            "stripped_bytes": stripped.saved if stripped else None,
+            "strip_skipped": stripped.skipped if stripped else None,
+            "strip_kept": stripped.kept if stripped else None,
         }
     return record
 

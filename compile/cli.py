@@ -177,6 +177,13 @@ def summary(record: dict[str, Any], options: BuildOptions) -> str:
         count, size = len(sidecar["distributions"]), sidecar["bytes"] / 1024**2
         lines.append(f"  sidecar    {count} distributions, {size:.0f} MiB "
                      f"(trimmed {sidecar['trimmed_bytes'] / 1024**2:.0f} MiB in {sidecar['trimmed_files']} files)")
+        if sidecar.get("stripped_files"):
+            lines.append(f"  stripped   {sidecar['stripped_bytes'] / 1024**2:.0f} MiB of symbol tables from "
+                         f"{sidecar['stripped_files']} libraries")
+        if sidecar.get("strip_kept"):
+            lines.append(f"  unstripped {', '.join(sidecar['strip_kept'])} (stripping breaks its layout)")
+        elif sidecar.get("strip_skipped"):
+            lines.append(f"  stripped   nothing ({sidecar['strip_skipped']})")
         if sidecar.get("sourceless_files"):
             lines.append(f"  bytecode   {sidecar['sourceless_files']} sources not shipped "
                          f"({sidecar['sourceless_bytes'] / 1024**2:.0f} MiB; kept: sidecar-keep-sources)")

@@ -1,6 +1,6 @@
 """After a build: every tuning entry of ``[tool.compile]`` must still match something.
 
-``bytecode-modules`` lists modules by name; fastapi, starlette or uvicorn may rename one in a minor
+``bytecode-modules`` lists modules and namespaces by name; a package may rename one in a minor
 release, and the entry then silently stops doing anything (the module is compiled again, the memory
 it saved comes back). Each entry is checked against what the build actually did: Nuitka's report
 (which modules are bytecode, which are included), the installed distributions (does an excluded
@@ -62,20 +62,10 @@ def stale_entries(options: BuildOptions, facts: Mapping[str, Any], plan: Sidecar
     if report is not None:
         kinds = {module.name: module.kind for module in report.modules}
         absent = "is not in the build (Nuitka's report has no such module)"
-        for name in options.bytecode_modules:
-            if name not in kinds:
-                problems.append(StaleEntry("bytecode-modules", name, absent))
-            elif kinds[name] != "bytecode":
-                problems.append(StaleEntry("bytecode-modules", name, f"was built as {kinds[name]}, not bytecode"))
-        for name in options.bytecode_packages:
-            inside = {module: kind for module, kind in kinds.items()
-                      if (module == name or module.startswith(name + ".")) and kind != "namespace"}
-            compiled = sorted(module for module, kind in inside.items() if kind == "compiled")
-            if not inside:
-                problems.append(StaleEntry("bytecode-packages", name, absent))
-            elif compiled:
-                problems.append(StaleEntry("bytecode-packages", name, f"has modules built as compiled: "
-                                                                      f"{', '.join(compiled[:5])}"))
+        for key, names in (("bytecode-modules", options.bytecode_modules),
+                           ("bytecode-packages", options.bytecode_packages)):
+            problems += [StaleEntry(key, name, why) for name in names
+                         if (why := _not_demoted(name, kinds, absent)) is not None]
         problems += [StaleEntry("include-modules", name, absent) for name in options.include_modules
                      if name not in kinds]
     if plan is not None:
@@ -94,3 +84,15 @@ def stale_entries(options: BuildOptions, facts: Mapping[str, Any], plan: Sidecar
             if not files.trimmed_by_pattern.get(pattern):
                 problems.append(StaleEntry("sidecar-trim", pattern, "matched no file of the sidecar"))
     return problems
+
+
+def _not_demoted(name: str, kinds: Mapping[str, str], absent: str) -> str | None:
+    """Why the module or namespace ``name`` is not bytecode in the build (None: it is, every module of it)."""
+    inside = {module: kind for module, kind in kinds.items()
+              if (module == name or module.startswith(name + ".")) and kind != "namespace"}
+    compiled = sorted(module for module, kind in inside.items() if kind == "compiled")
+    if not inside:
+        return absent
+    if compiled:
+        return f"has modules built as compiled: {', '.join(compiled[:5])}"
+    return None

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from compile.errors import DataFileError
+from compile.errors import ConfigError, DataFileError
 from compile.options import BuildOptions, DataSpec
 
 MANIFEST_NAME = "data-manifest.json"
@@ -50,6 +52,25 @@ def resolve_data(root: Path, specs: tuple[DataSpec, ...]) -> list[DataFile]:
             destination = str(PurePosixPath(spec.destination) / relative)
             files[destination] = DataFile(path.resolve(), destination)
     return sorted(files.values(), key=lambda item: item.destination)
+
+
+def module_sources(names: tuple[str, ...], facts: Mapping[str, Any]) -> list[DataFile]:
+    """The source file of each module in ``names`` (``anyio`` → ``anyio/__init__.py``), as a data file at
+    the path a module's ``__file__`` points to in both tools' builds, for a package that reads its own
+    source at run time (``inspect.getsource``). It comes from the build env's installed distributions."""
+    found = []
+    for name in names:
+        path = "/".join(name.split("."))
+        wanted = (f"{path}.py", f"{path}/__init__.py")
+        hit = next(((info, text) for info in facts["distributions"].values() for text in info["files"]
+                    if text in wanted), None)
+        if hit is None:
+            raise ConfigError(f"module-sources: {name!r} has no source file in the build env's distributions "
+                              f"(looked for {' or '.join(wanted)})",
+                              hint="name an installed, pure-Python module in module-sources in [tool.compile]")
+        info, text = hit
+        found.append(DataFile(Path(info["location"]) / text, text))
+    return found
 
 
 def nuitka_data_args(files: list[DataFile]) -> list[str]:

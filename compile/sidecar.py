@@ -103,15 +103,17 @@ def plan_sidecar(
 
 def trimmed(relative: PurePosixPath, patterns: Iterable[str]) -> str | None:
     """The pattern that drops a file, or None: a pattern with a ``/`` is a path relative to the
-    sidecar, a folder (``torch/test``) or, with wildcards, files (``torch/bin/test_*``); one with
-    wildcards only matches the file name anywhere; any other names a folder anywhere on the path."""
+    sidecar, a folder or a file (``torch/test``, ``torch/lib/libx.so``) or, with wildcards, files
+    (``torch/bin/test_*``); one with wildcards only matches the file name anywhere; any other names a
+    folder anywhere on the path."""
     for pattern in patterns:
         wildcards = any(char in pattern for char in "*?[")
         if "/" in pattern and wildcards:
             if fnmatch.fnmatchcase(relative.as_posix(), pattern.strip("/")):
                 return pattern
         elif "/" in pattern:
-            if relative.as_posix().startswith(pattern.strip("/") + "/"):
+            path = pattern.strip("/")
+            if relative.as_posix() == path or relative.as_posix().startswith(path + "/"):
                 return pattern
         elif wildcards:
             if fnmatch.fnmatch(relative.name, pattern):

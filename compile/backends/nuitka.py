@@ -50,9 +50,9 @@ def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     for name in options.bytecode_packages:
         # whole, so lazy imports inside it cannot miss a submodule; as bytecode, so no C compile
         command += [f"--include-package={name}", f"--noinclude-custom-mode={name}:bytecode"]
-    # Not a whole package: demoting every anyio module also demotes modules that Nuitka's plugins add
-    # load-time code to, which Nuitka 4.3 cannot build ("'UncompiledPythonModule' object has no
-    # attribute 'getCompilationMode'", depending on discovery order).
+    # A module or a whole namespace, followed as usual. Demoting a namespace also demotes the load-time
+    # code Nuitka's plugins add to its modules (anyio.to_process): the carried patch
+    # bytecode-trigger-modules lets Nuitka 4.3 build that.
     command += [f"--noinclude-custom-mode={name}:bytecode" for name in options.bytecode_modules]
     command += [f"--python-flag={flag}" for flag in options.python_flags]
     command += nuitka_data_args(list(inputs.data_files))

@@ -131,7 +131,9 @@ def test_entries_that_match_something_pass() -> None:
 
 @pytest.mark.parametrize(("table", "says"), [
     ({"bytecode-modules": ["fastapi.routing_v2"]}, "bytecode-modules: 'fastapi.routing_v2' is not in the build"),
-    ({"bytecode-modules": ["fastapi"]}, "bytecode-modules: 'fastapi' was built as compiled, not bytecode"),
+    ({"bytecode-modules": ["fastapi"]}, "bytecode-modules: 'fastapi' has modules built as compiled: fastapi"),
+    ({"bytecode-packages": ["fastapi"]}, "bytecode-packages: 'fastapi' has modules built as compiled: fastapi"),
+    ({"bytecode-packages": ["fastapi.routing_v2"]}, "bytecode-packages: 'fastapi.routing_v2' is not in the build"),
     ({"exclude-modules": ["uvicorn.protocols.websocketz"]}, "is not a module of any installed distribution"),
     ({"include-modules": ["_jsonx"]}, "include-modules: '_jsonx' is not in the build"),
     ({"sidecar-exclude": ["typer"]}, "sidecar-exclude: 'typer' is not required by any sidecar root"),

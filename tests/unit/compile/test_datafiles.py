@@ -5,8 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from compile.datafiles import glob_base, load_manifest, manifest, nuitka_data_args, resolve_data
-from compile.errors import DataFileError
+from compile.datafiles import (
+    DataFile,
+    glob_base,
+    load_manifest,
+    manifest,
+    module_sources,
+    nuitka_data_args,
+    resolve_data,
+)
+from compile.errors import ConfigError, DataFileError
 from compile.options import DataSpec
 
 
@@ -41,3 +49,25 @@ def test_manifest_roundtrip(project: Path, tmp_path: Path) -> None:
     path.write_text(json.dumps(manifest(files)))
     (entry,) = load_manifest(path)
     assert entry["path"] == "r/defaults.json" and entry["bytes"] == 2 and len(entry["sha256"]) == 64
+
+
+MODULE_FACTS = {"distributions": {
+    "anyio": {"location": "/site", "files": ["anyio/__init__.py", "anyio/to_process.py", "anyio-4.dist-info/RECORD"]},
+    "six": {"location": "/other", "files": ["six.py"]},
+}}
+
+
+@pytest.mark.parametrize(("names", "expected"), [
+    ((), []),
+    (("anyio",), [DataFile(Path("/site/anyio/__init__.py"), "anyio/__init__.py")]),
+    (("anyio.to_process", "six"), [DataFile(Path("/site/anyio/to_process.py"), "anyio/to_process.py"),
+                                   DataFile(Path("/other/six.py"), "six.py")]),
+])
+def test_module_sources_ship_where_the_module_file_points(names: tuple, expected: list) -> None:
+    assert module_sources(names, MODULE_FACTS) == expected
+
+
+@pytest.mark.parametrize("name", ["anyio.missing", "json", "anyio-4"])
+def test_a_module_without_an_installed_source_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"module-sources: '{name}' has no source file"):
+        module_sources((name,), MODULE_FACTS)

