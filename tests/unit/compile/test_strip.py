@@ -13,7 +13,6 @@ import pytest
 
 from compile.errors import BuildFailed, MissingToolError
 from compile.strip import (
-    StripPlan,
     candidates,
     has_symbol_table,
     loads_cleanly,
@@ -146,5 +145,4 @@ def test_where_nothing_is_stripped_the_report_says_why(tmp_path: Path, platform:
     calls: list = []
     report = strip_folder(tmp_path, strip_plan(platform), calls.append, which=lambda name: None)
     assert calls == [] and report.files == 0 and report.skipped
-    assert summary(report).startswith("not stripped (")
-    assert StripPlan(()).command == ()
+    assert summary(report) == f"not stripped ({strip_plan(platform).skipped})"
