@@ -18,12 +18,14 @@ from starlette.routing import Match
 
 from backend import __version__
 from backend.api.documented import complete
+from backend.api.offload import make_limiters
 from backend.api.router import build_router
 from backend.errors import ServiceError
 from backend.runtime_paths import RuntimeLayout, current_layout
-from backend.security import HostCheckMiddleware
+from backend.security import RequestGate
 from backend.services.container import Services, build_services
 from backend.services.lifecycle import Lifecycle
+from backend.services.resources import BundledResources
 from backend.settings import Settings
 from backend.storage_errors import as_insufficient_storage
 
@@ -45,6 +47,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = services_factory(settings, layout, lifecycle)
+        app.state.limiters = make_limiters()
         services.notifier.bind(asyncio.get_running_loop())
         lifecycle.on_shutdown_request(services.notifier.notify_all)  # end open event streams
         app.state.services = services
@@ -70,7 +73,9 @@ def create_app(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
             allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    app.add_middleware(HostCheckMiddleware)
+    # Outermost: Host, token and body size are checked before anything reads a byte of the body.
+    upload_limit = int(BundledResources(layout.resources).defaults["limits"]["max_dataset_bytes"])
+    app.add_middleware(RequestGate, token=lambda: settings.token, upload_limit=lambda: upload_limit)
     app.include_router(build_router())
     _install_error_handlers(app)
     _complete_openapi(app)
@@ -145,8 +150,12 @@ def allowed_methods(app: FastAPI, scope: MutableMapping[str, object]) -> list[st
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if exc.status_code == 413:  # the rest of the body is never read
+            headers["Connection"] = "close"
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,10 +3,12 @@
 Protocol with whoever spawned us (see docs/user-guide/protocol.md):
 - stdout carries exactly one line, a JSON object with ``"event": "ready"``, once the app has started
   and the socket accepts connections; every log line goes to stderr and the log file;
-- SIGTERM / Ctrl-C / ``POST /api/shutdown`` / death of ``--parent-pid`` stop gracefully within ~2 s.
+- SIGTERM / Ctrl-C / ``POST /api/shutdown`` / death of ``--parent-pid`` stop gracefully, a running job
+  checkpointed first, and the process exits without the interpreter's teardown (:func:`exit_process`).
 
 Exit codes: 0 stopped normally (a signal, ``POST /api/shutdown`` or the parent's death), 1 could not
-start (e.g. the port is taken), 2 invalid flags or settings.
+start (e.g. the port is taken), 2 invalid flags or settings, 3 the data dir is in use by another
+server (the message names its pid), 4 the data dir's database was written by a newer version.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import os
 import socket
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,8 +30,9 @@ from backend import __version__, faults
 EXIT_OK = 0
 EXIT_START_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DATA_DIR_IN_USE = 3
+EXIT_DATABASE_TOO_NEW = 4
 PRIVATE_UMASK = 0o077
-EXIT_GRACE_S = 0.5  # how long a stopped server waits for busy threads before it exits anyway
 
 log = logging.getLogger("backend")
 
@@ -67,22 +69,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def exit_process(code: int, grace_s: float = EXIT_GRACE_S) -> NoReturn:
+def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once :func:`main` has returned.
 
-    The graceful stop is done by then (jobs stopped, database closed). A thread that is still busy,
-    such as a generation in a worker thread, which nothing can interrupt, must not keep the process
-    alive: the protocol promises an exit within about 2 s. Threads that finish within ``grace_s`` are
-    waited for. Otherwise the process exits at once, with its logs flushed."""
-    deadline = time.monotonic() + grace_s
-    busy = [thread for thread in threading.enumerate()
-            if thread is not threading.main_thread() and not thread.daemon and thread.is_alive()]
-    for thread in busy:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    left = sorted({thread.name for thread in busy if thread.is_alive()})
-    if not left:
-        sys.exit(code)
-    log.warning("exiting with busy threads left unfinished: %s", ", ".join(left))
+    The graceful stop is done by then: the running job checkpointed and its worker gone, the database
+    closed. What the interpreter's teardown would still do (collect every module, join torch's and
+    anyio's threads, run atexit hooks of libraries) changes nothing we keep, and once torch has been
+    imported it took 2.4 s, longer than a onefile's bootstrap waits before it kills its child. So the logs
+    and streams are flushed and the process ends here. A thread still busy (a generation in progress) is
+    named in the log; it cannot keep the process alive."""
+    busy = sorted(thread.name for thread in threading.enumerate()
+                  if thread is not threading.main_thread() and not thread.daemon and thread.is_alive())
+    if busy:
+        log.warning("exiting with busy threads left unfinished: %s", ", ".join(busy))
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -91,6 +90,9 @@ def exit_process(code: int, grace_s: float = EXIT_GRACE_S) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.bootstrap import prepare_process
+
+    prepare_process()
     args = build_parser().parse_args(argv)
     try:
         settings = settings_from_args(args)
@@ -110,8 +112,10 @@ def serve(settings: Any) -> int:
     from backend.logging_setup import configure_logging
     from backend.runtime_paths import current_layout
     from backend.server import BackendServer
-    from backend.services.container import resolve_data_dir
+    from backend.services.container import DATABASE_NAME, resolve_data_dir
+    from backend.services.data_dir import DataDirInUse, claim
     from backend.services.lifecycle import Lifecycle
+    from backend.services.store import DatabaseTooNew, Store
 
     layout = current_layout()
     try:
@@ -119,8 +123,21 @@ def serve(settings: Any) -> int:
     except (OSError, ValueError) as exc:
         print(f"peft_engine: cannot use the data dir: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    try:  # before anything reads or writes a job: one server per data dir
+        owner = claim(data_dir)
+    except DataDirInUse as exc:
+        print(f"peft_engine: {exc}", file=sys.stderr)
+        return EXIT_DATA_DIR_IN_USE
+    except OSError as exc:
+        print(f"peft_engine: cannot use the data dir: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     settings = settings.model_copy(update={"data_dir": data_dir})
     log_file = configure_logging(settings.log_level, data_dir / "logs")
+    try:  # migrate an older database now, and refuse a newer one before the server starts
+        Store(data_dir / DATABASE_NAME).close()
+    except DatabaseTooNew as exc:
+        log.error("%s", exc)
+        return EXIT_DATABASE_TOO_NEW
     try:
         sock = bind_socket(settings.host, settings.port)
     except OSError as exc:
@@ -133,4 +150,5 @@ def serve(settings: Any) -> int:
         log.error("the server did not start; see the errors above")
         return EXIT_START_FAILED
     log.info("stopped (%s)", lifecycle.reason or "server exit")
+    owner.release()
     return EXIT_OK

@@ -4,18 +4,23 @@ schemas when the document is generated, and the routes refer to them by name
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-JobStatus = Literal["queued", "running", "completed", "cancelled", "failed", "interrupted"]
+from backend.services.job_config import JobConfig as JobConfigDeclaration
+from backend.services.job_config import field_names
+from backend.services.job_states import JobStatus
 
 
 class ErrorDetail(BaseModel):
     code: str = Field(..., description="stable machine-readable code, e.g. invalid_input, not_found, conflict")
     message: str = Field(..., description="what was wrong and what to do; shown to the user as is")
     field: str | None = Field(None, description="the request field at fault")
-    allowed: list[str] | None = Field(None, description="the values that would have been accepted")
+    allowed: list[str] | None = Field(None, description="values that would have been accepted (at most 10)")
+    allowed_total: int | None = Field(None, description="how many values would have been accepted, when more than "
+                                                         "'allowed' lists")
+    allowed_listed_at: str | None = Field(None, description="the route that lists them all")
     details: list[dict[str, Any]] | None = Field(None, description="per-field problems (422)")
 
 
@@ -31,12 +36,26 @@ class Health(BaseModel):
     pid: int
 
 
+class ModelDetails(BaseModel):
+    model_class: str | None
+    parameters: int | None
+    weights_dtype: str | None
+    weight_format: str | None
+    tokenizer_class: str | None
+    chat_template: bool | None = Field(None, description="whether its tokenizer has a chat template (else the "
+                                                         "documented default renders conversations)")
+    linear_modules: list[str] | None = Field(None, description="what target_modules may name")
+    default_target_modules: list[str] | str | None = Field(None, description="peft's default for its model type, "
+                                                                              "or all-linear")
+
+
 class Model(BaseModel):
     id: str
     path: str
-    architecture: str
+    architecture: str = Field(..., description="the model type, from its config.json")
     source: Literal["bundled", "local", "merged"]
     created_at: float | None
+    details: ModelDetails | None = Field(None, description="what the model probe found (null: not probed yet)")
 
 
 class Dataset(BaseModel):
@@ -45,6 +64,8 @@ class Dataset(BaseModel):
     records: int
     bytes: int
     created_at: float | None
+    formats: list[Literal["text", "prompt_completion", "alpaca", "messages", "sharegpt"]] | None = Field(
+        None, description="the record shapes it holds (null: uploaded by an earlier version)")
 
 
 class Adapter(BaseModel):
@@ -56,24 +77,37 @@ class Adapter(BaseModel):
     final_loss: float | None
 
 
-class JobConfig(BaseModel):
-    model: str
-    dataset: str
-    adapter_name: str
-    architecture: str
-    target_modules: list[str]
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    learning_rate: float
-    max_steps: int | None
-    epochs: float | None
-    total_steps: int
-    batch_size: int
-    max_seq_length: int
-    seed: int
-    warmup_steps: int
-    checkpoint_every: int
+def _job_config_model() -> type[BaseModel]:
+    """The answer's ``config``: every field of the one declaration
+    (:class:`backend.services.job_config.JobConfig`), with its type."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(JobConfigDeclaration)
+    fields: dict[str, Any] = {}
+    for name in field_names():
+        kind = hints[name]
+        if name == "target_modules":
+            kind = Union[list[str], None]  # noqa: UP007  # a JSON array
+        fields[name] = (kind, ...)
+    return create_model("JobConfig", **fields)  # type: ignore[call-overload, no-any-return]
+
+
+JobConfig = _job_config_model()
+
+
+class JobRuntime(BaseModel):
+    """What the worker resolved when the job started."""
+
+    model_config = {"extra": "allow"}
+    device: str | None = None
+    dtype: str | None = None
+    device_name: str | None = None
+    target_modules: list[str] | str | None = None
+    trainable_parameters: int | None = None
+    examples: int | None = None
+    examples_without_trained_tokens: int | None = None
+    max_seq_length: int | None = None
+    chat_template: Literal["model", "default"] | None = None
 
 
 class Job(BaseModel):
@@ -91,6 +125,7 @@ class Job(BaseModel):
     adapter_id: str | None
     error: str | None
     attempts: int
+    runtime: JobRuntime | None = Field(None, description="device, dtype and targets, once the job has started")
 
 
 class Generation(BaseModel):
@@ -100,13 +135,15 @@ class Generation(BaseModel):
     seconds: float
     model: str
     adapter: str | None
+    device: str
+    dtype: str
+    stopped: Literal["done", "cancelled"]
 
 
 class Preset(BaseModel):
     name: str
     model_types: list[str]
-    available_target_modules: list[str]
-    default_target_modules: list[str]
+    target_modules: list[str] | None = Field(..., description="null: peft's default for the model type")
     r: int
     alpha: int
     dropout: float
@@ -118,7 +155,11 @@ class MlStack(BaseModel):
     peft: str
     cuda_available: bool
     cuda_devices: int
+    cuda_name: str | None
+    torch_cuda: str | None = Field(..., description="the CUDA version this torch was built for (null: CPU build)")
     mps_available: bool
+    device: str = Field(..., description="where generation and 'auto' jobs run: cuda, mps or cpu")
+    dtype: str = Field(..., description="the dtype 'auto' picks on that device")
     torch_threads: int
     loaded_from: str
     sidecar_paths: list[str]

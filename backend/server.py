@@ -17,6 +17,7 @@ import uvicorn
 
 from backend import __version__
 from backend.app import create_app, warm_request, warm_routes
+from backend.connections import close_idle, connection_cap, guarded_protocol, raise_descriptor_limit
 from backend.memory_release import release_startup_memory
 from backend.runtime_paths import RuntimeLayout
 from backend.services.lifecycle import Lifecycle
@@ -40,9 +41,12 @@ class BackendServer(uvicorn.Server):
         self.settings, self.layout, self.lifecycle = settings, layout, lifecycle
         self.port, self.log_file = port, log_file
         self.app = create_app(settings, layout=layout, lifecycle=lifecycle)
+        self.descriptor_limit = raise_descriptor_limit()
+        self.max_connections = connection_cap(self.descriptor_limit, settings.max_connections)
         super().__init__(uvicorn.Config(
-            self.app, log_config=None, log_level=settings.log_level, lifespan="on", http="h11", loop="asyncio",
-            ws="none", timeout_graceful_shutdown=1, access_log=settings.log_level == "debug",
+            self.app, log_config=None, log_level=settings.log_level, lifespan="on",
+            http=guarded_protocol(self.max_connections), loop="asyncio", ws="none", timeout_graceful_shutdown=1,
+            timeout_keep_alive=min(5, int(settings.idle_timeout_s)), access_log=settings.log_level == "debug",
         ))
         self._background: set[asyncio.Future[None]] = set()  # a strong reference until done
         lifecycle.on_shutdown_request(self.stop)
@@ -67,14 +71,21 @@ class BackendServer(uvicorn.Server):
         print(ready_line(port=self.port, version=__version__, mode=mode, token=settings.token), flush=True)
         if settings.exit_after_ready:  # measuring startup: nothing after the ready line counts
             os._exit(0)
-        log.info("ready on http://%s:%d (%s, pid %d, log %s)", settings.host, self.port, mode, os.getpid(),
-                 self.log_file)
+        log.info("ready on http://%s:%d (%s, pid %d, log %s; at most %d connections, descriptor limit %s)",
+                 settings.host, self.port, mode, os.getpid(), self.log_file, self.max_connections,
+                 self.descriptor_limit)
         asyncio.get_running_loop().call_later(SETTLE_AFTER_READY_S, self._start_settling)
 
     def _start_settling(self) -> None:
         task = asyncio.ensure_future(self._settle())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def on_tick(self, counter: int) -> bool:
+        """uvicorn's 0.1 s tick: once a second, close the connections idle for longer than the timeout."""
+        if counter % 10 == 0 and self.server_state.connections:
+            close_idle(self.server_state.connections, self.settings.idle_timeout_s)
+        return await super().on_tick(counter)
 
     async def _settle(self) -> None:
         """Off the startup path: build what the first requests would build lazily, then give back the

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
                                    "startup instruction count (benchmarks/measure/instructions.py) measures")
     release_startup_memory: bool = Field(True, description="once ready, release the clean file pages and free "
                                          "heap that only startup used (Linux; see backend/memory_release.py)")
+    max_waiting_generations: int = Field(4, ge=0, le=1000, description="generations (and merges) that may wait "
+                                         "for the model; beyond them the answer is 429 with Retry-After")
+    max_connections: int = Field(0, ge=0, le=1_000_000, description="open connections at most (0: what the "
+                                 "descriptor limit allows, minus a reserve); beyond it new ones are closed at once")
+    idle_timeout_s: float = Field(30.0, gt=0, le=3600, description="a connection that sends nothing for this "
+                                  "long is closed (the first request, or the next on a kept-alive one)")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -12,20 +12,19 @@ disk. The behaviour suite asserts the same outcomes once each; this counts them 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backend_client.manager import BackendProcess, LaunchSpec
 from backend_client.process_tree import pid_alive
+from tests.support.disks import fill, small_disk
 
 FINAL = ("completed", "cancelled", "failed", "interrupted")
 JOB = {"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 100_000, "checkpoint_every": 5}
@@ -114,16 +113,6 @@ def trial_signal(artifact: str | None, target: str, scratch: Path) -> str:
         again.stop()
 
 
-@contextlib.contextmanager
-def small_disk(mib: int) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="peft-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "peft-full", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def trial_full_disk(artifact: str | None, scratch: Path) -> str:
     with small_disk(24) as disk:
         server = BackendProcess(spec_for(artifact, disk / "data"))
@@ -132,10 +121,10 @@ def trial_full_disk(artifact: str | None, scratch: Path) -> str:
             job_id = server.request("POST", "/api/jobs", JOB).json()["id"]
             wait(lambda: job_state(server, job_id)["current_step"] >= 3, 180)
             worker = worker_pid(server, job_id)
-            subprocess.run(["dd", "if=/dev/zero", f"of={disk / 'filler'}", "bs=64k"], capture_output=True)
+            filler = fill(disk)
             result = outcome(server, job_id, worker)
             upload = server.request("POST", "/api/datasets?name=x", raw_body=b'{"text": "x"}\n' * 2000).status
-            (disk / "filler").unlink()
+            filler.unlink()
             resumed = server.request("POST", f"/api/jobs/{job_id}/resume").status
             return f"{result}; upload {upload}; after freeing space: resume {resumed}"
         finally:

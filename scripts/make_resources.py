@@ -144,6 +144,16 @@ def write_tiny_model(folder: Path, records: list[dict[str, str]]) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def write_model_facts(folder: Path, target: Path) -> None:
+    """What the model probe finds in the bundled model, without this machine's devices: the server uses it
+    instead of probing the bundled model in every fresh data dir (a test compares it with a live probe)."""
+    sys.path.insert(0, str(RESOURCES.parent.parent))
+    from backend.services.model_probe import portable, probe_folder
+
+    target.write_text(json.dumps(portable(probe_folder(str(folder))), indent=2, sort_keys=True) + "\n",
+                      encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESOURCES, help="resources folder to write into")
@@ -153,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     write_dataset(args.out / "datasets" / DATASET_NAME, records)
     if not args.dataset_only:
         write_tiny_model(args.out / "models" / MODEL_NAME, records)
+        write_model_facts(args.out / "models" / MODEL_NAME, args.out / "models" / f"{MODEL_NAME}.facts.json")
     print(f"wrote {len(records)} records and the {MODEL_NAME} model under {args.out}")
     return 0
 

@@ -15,12 +15,14 @@ from typing import Any
 ERROR_SCHEMA = "ErrorBody"
 ERROR_DESCRIPTIONS = {
     400: "Invalid input: a reference to something that does not exist, a bad name or path, a body that is not JSON",
-    401: "Missing or wrong bearer token",
+    401: "Missing or wrong bearer token (checked before the body is read)",
     404: "Not found",
     409: "Conflict with the current state (a name in use, a job that is not running...)",
-    413: "The upload is larger than the limit",
+    413: "The body is larger than this route takes (checked before it is read), or the upload than the limit",
     422: "The request body or parameters do not match the schema",
-    507: "The disk holding the data dir is full; nothing was changed",
+    429: "Too many requests already wait for the model; retry after the seconds in Retry-After",
+    507: "The disk holding the data dir is full, or the model would not fit in the memory available; nothing "
+         "was changed",
 }
 
 
@@ -56,7 +58,13 @@ def links(**targets: tuple[str, str]) -> dict[str, dict[str, Any]]:
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error statuses a route can answer, each with the error body."""
     body = {"application/json": {"schema": ref(ERROR_SCHEMA)}}
-    return {code: {"description": ERROR_DESCRIPTIONS[code], "content": body} for code in codes}
+    answers: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        answers[code] = {"description": ERROR_DESCRIPTIONS[code], "content": body}
+        if code == 429:
+            answers[code]["headers"] = {"Retry-After": {"description": "seconds to wait",
+                                                        "schema": {"type": "integer"}}}
+    return answers
 
 
 def complete(schema: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +79,13 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
         for operation in operations.values():
             if "422" in operation.get("responses", {}):
                 operation["responses"]["422"] = errors(422)[422]
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/api/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+                operation.setdefault("responses", {}).setdefault("413", errors(413)[413])
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "the token of the ready line"}}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)

@@ -10,17 +10,23 @@ from pathlib import Path
 
 from backend.runtime_paths import RuntimeLayout, default_data_dir
 from backend.services.adapters import AdapterStore
+from backend.services.admission import Admission
+from backend.services.data_dir import DataDir
 from backend.services.datasets import DatasetStore
 from backend.services.events import JobChangeNotifier
 from backend.services.inference import InferenceService
+from backend.services.job_runner import SpawnLauncher, WorkerLauncher
 from backend.services.jobs import JobManager
 from backend.services.lifecycle import Lifecycle
+from backend.services.model_probe import ModelProber
 from backend.services.models import ModelRegistry
 from backend.services.resources import BundledResources
 from backend.services.store import Store
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DATABASE_NAME = "state.sqlite3"
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Services:
     adapters: AdapterStore
     jobs: JobManager
     inference: InferenceService
+    admission: Admission
     notifier: JobChangeNotifier
     lifecycle: Lifecycle
 
@@ -67,23 +74,31 @@ def make_private(folder: Path) -> None:
         folder.chmod(PRIVATE_DIR_MODE)
 
 
-def build_services(settings: Settings, layout: RuntimeLayout, lifecycle: Lifecycle | None = None) -> Services:
-    data_dir = resolve_data_dir(settings, layout)
-    store = Store(data_dir / "state.sqlite3")
+def build_services(settings: Settings, layout: RuntimeLayout, lifecycle: Lifecycle | None = None, *,
+                   launcher: WorkerLauncher | None = None, prober: ModelProber | None = None) -> Services:
+    """Every service over the data dir. ``launcher`` and ``prober``: what starts training workers and model
+    probes (tests give their own); by default, ``multiprocessing`` spawn children of this program."""
+    root = resolve_data_dir(settings, layout)
+    data_dir = DataDir(root)
+    data_dir.sweep()
+    store = Store(root / DATABASE_NAME)
+    if store.migrated_from:
+        log.info("database %s migrated from schema %d", store.path, store.migrated_from)
     resources = BundledResources(layout.resources)
-    merged = data_dir / "models"
-    merged.mkdir(parents=True, exist_ok=True)
-    models = ModelRegistry(store, resources, merged)
-    datasets = DatasetStore(store, data_dir / "datasets", resources)
-    adapters = AdapterStore(store, data_dir / "adapters")
+    prober = prober or ModelProber()
+    models = ModelRegistry(store, resources, data_dir.folder("models"), prober)
+    datasets = DatasetStore(store, data_dir, resources)
+    adapters = AdapterStore(store, data_dir)
     notifier = JobChangeNotifier()
     jobs = JobManager(
-        store, resources, models, datasets, adapters, notifier, data_dir / "jobs",
-        stop_timeout_s=settings.worker_stop_timeout_s, release_worker_memory=settings.release_startup_memory,
+        store, resources, models, datasets, adapters, notifier, data_dir,
+        launcher or SpawnLauncher(release_memory=settings.release_startup_memory),
+        stop_timeout_s=settings.worker_stop_timeout_s, device_facts=prober.devices,
     )
     return Services(
-        settings=settings, layout=layout, data_dir=data_dir, store=store, resources=resources,
+        settings=settings, layout=layout, data_dir=root, store=store, resources=resources,
         models=models, datasets=datasets, adapters=adapters, jobs=jobs,
-        inference=InferenceService(models, adapters, merged), notifier=notifier,
+        inference=InferenceService(models, adapters, data_dir),
+        admission=Admission(max_waiting=settings.max_waiting_generations), notifier=notifier,
         lifecycle=lifecycle or Lifecycle(),
     )

@@ -1,8 +1,11 @@
-"""Instruction datasets: JSONL uploads validated line by line, stored in the data dir.
+"""Datasets: JSONL uploads validated line by line, stored in the data dir.
 
-A record is either ``{"text": ...}`` or ``{"instruction": ..., "output": ..., "input"?: ...}``, every
-value a string. An upload is written to a temporary file first and only renamed into place once every
-line is valid, so a rejected upload leaves nothing behind and replaces nothing.
+Each line is a record in one of the shapes of :mod:`backend.services.chat` (text, prompt / completion,
+Alpaca, OpenAI ``messages``, ShareGPT ``conversations``); a dataset may mix them, and records the
+shapes it holds. An upload streams to a temporary file against the size limit, is validated in a
+worker thread (never on the event loop), and is renamed into place only once every line is valid: a
+rejected upload leaves nothing behind and replaces nothing. A temporary file that a crash left is
+removed at the next start (:meth:`backend.services.data_dir.DataDir.sweep`).
 """
 
 from __future__ import annotations
@@ -11,118 +14,122 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
+
 from backend.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from backend.names import check_name, path_inside
+from backend.names import check_name, name_key
+from backend.safe_io import read_bounded
+from backend.services.chat import SHAPES, RecordError, record_shape, to_example
+from backend.services.data_dir import DataDir
 from backend.services.resources import SAMPLE_DATASET_FILE, BundledResources
 from backend.services.store import Store
 
 SAMPLE_DATASET_ID = SAMPLE_DATASET_FILE.removesuffix(".jsonl")
+SAMPLE_FORMATS = ("alpaca",)
 MAX_REPORTED_ERRORS = 20
-ALLOWED_SHAPES = "either {'text'} or {'instruction', 'output'} with optional 'input', all strings"
+COLUMNS = "id, records, bytes, created_at, formats"
 
 
 @dataclass(frozen=True)
 class ValidationReport:
     records: int
     errors: list[str]
+    formats: tuple[str, ...] = field(default_factory=tuple)
 
 
 def validate_record(value: Any) -> str | None:
     """None when ``value`` is a usable record, else a message saying what is wrong."""
-    if not isinstance(value, dict):
-        return f"expected a JSON object, got {type(value).__name__}"
-    if "text" in value:
-        if not isinstance(value["text"], str) or not value["text"].strip():
-            return "field 'text' must be a non-empty string"
-        return None
-    missing = [name for name in ("instruction", "output") if name not in value]
-    if missing:
-        return f"missing field(s) {', '.join(repr(m) for m in missing)}: records need {ALLOWED_SHAPES}"
-    for name in ("instruction", "output", "input"):
-        if name in value and not isinstance(value[name], str):
-            return f"field {name!r} must be a string, got {type(value[name]).__name__}"
-    if not value["instruction"].strip() or not value["output"].strip():
-        return "fields 'instruction' and 'output' must not be empty"
+    try:
+        to_example(value)
+    except RecordError as exc:
+        return str(exc)
     return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as handle:
+        yield from enumerate(handle, start=1)
 
 
 def validate_jsonl(path: Path, max_lines: int) -> ValidationReport:
     errors: list[str] = []
     records = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number > max_lines:
-                errors.append(f"more than {max_lines} lines: split the dataset")
-                break
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                errors.append(f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
-                continue
-            except RecursionError:
-                errors.append(f"line {number}: JSON nested too deeply")
-                continue
-            except ValueError as exc:  # e.g. an integer of more than 4300 digits
-                errors.append(f"line {number}: unreadable JSON value ({exc})")
-                continue
-            problem = validate_record(value)
-            if problem:
-                errors.append(f"line {number}: {problem}")
-            else:
-                records += 1
+    formats: set[str] = set()
+    for number, raw in _lines(path):
+        if number > max_lines:
+            errors.append(f"more than {max_lines} lines: split the dataset")
+            break
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            errors.append(f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})")
+            continue
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {number}: invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            errors.append(f"line {number}: JSON nested too deeply")
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4300 digits
+            errors.append(f"line {number}: unreadable JSON value ({exc})")
+            continue
+        problem = validate_record(value)
+        if problem:
+            errors.append(f"line {number}: {problem}")
+        else:
+            records += 1
+            formats.add(record_shape(value))
     if records == 0 and not errors:
         errors.append("the dataset has no records")
-    return ValidationReport(records=records, errors=errors)
-
-
-def load_records(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return ValidationReport(records=records, errors=errors, formats=tuple(s for s in SHAPES if s in formats))
 
 
 class DatasetStore:
-    def __init__(self, store: Store, folder: Path, resources: BundledResources):
+    def __init__(self, store: Store, data_dir: DataDir, resources: BundledResources):
         self.store = store
-        self.folder = folder
+        self.data_dir = data_dir
         self.resources = resources
         limits = resources.defaults["limits"]
         self.max_bytes = int(limits["max_dataset_bytes"])
         self.max_lines = int(limits["max_dataset_lines"])
-        folder.mkdir(parents=True, exist_ok=True)
+        self._sample_cache: dict[str, Any] | None = None
 
     def _sample(self) -> dict[str, Any]:
-        path = self.resources.sample_dataset
-        return {
-            "id": SAMPLE_DATASET_ID,
-            "source": "bundled",
-            "records": sum(1 for line in path.open(encoding="utf-8") if line.strip()),
-            "bytes": path.stat().st_size,
-            "created_at": None,
-        }
+        if self._sample_cache is None:
+            path = self.resources.sample_dataset
+            data = read_bounded(path, self.max_bytes, "bundled dataset")
+            self._sample_cache = {"id": SAMPLE_DATASET_ID, "source": "bundled",
+                                  "records": sum(1 for line in data.splitlines() if line.strip()),
+                                  "bytes": len(data), "created_at": None, "formats": list(SAMPLE_FORMATS)}
+        return dict(self._sample_cache)
+
+    @staticmethod
+    def _row(row: dict[str, Any]) -> dict[str, Any]:
+        formats = row.get("formats")
+        return {**row, "source": "uploaded", "formats": formats.split(",") if formats else None}
 
     def list(self) -> list[dict[str, Any]]:
-        uploaded = self.store.query("SELECT id, records, bytes, created_at FROM datasets ORDER BY id")
-        return [self._sample(), *({**row, "source": "uploaded"} for row in uploaded)]
+        uploaded = self.store.query(f"SELECT {COLUMNS} FROM datasets ORDER BY id")
+        return [self._sample(), *(self._row(row) for row in uploaded)]
 
-    def get(self, dataset_id: str) -> dict[str, Any]:
+    def get(self, dataset_id: str, field: str | None = None) -> dict[str, Any]:
         if dataset_id == SAMPLE_DATASET_ID:
             return self._sample()
-        row = self.store.query_one("SELECT id, records, bytes, created_at FROM datasets WHERE id = ?", (dataset_id,))
+        row = self.store.query_one(f"SELECT {COLUMNS} FROM datasets WHERE id = ?", (dataset_id,))
         if row is None:
-            raise NotFound(f"dataset {dataset_id!r} not found", field="dataset", allowed=self.ids())
-        return {**row, "source": "uploaded"}
+            error = InvalidInput if field else NotFound
+            raise error(f"dataset {dataset_id!r} not found", field=field or "dataset", allowed=self.ids(),
+                        listed_at="/api/datasets")
+        return self._row(row)
 
     def ids(self) -> list[str]:
         return [row["id"] for row in self.list()]
@@ -131,40 +138,44 @@ class DatasetStore:
         if dataset_id == SAMPLE_DATASET_ID:
             return self.resources.sample_dataset
         self.get(dataset_id)
-        return path_inside(self.folder, f"{dataset_id}.jsonl", "dataset")
+        return self.data_dir.path("datasets", f"{dataset_id}.jsonl", field="dataset")
 
     def check_new_name(self, name: str) -> None:
         check_name(name)
-        if name == SAMPLE_DATASET_ID or self.store.query_one("SELECT 1 FROM datasets WHERE id = ?", (name,)):
-            raise Conflict(f"dataset {name!r} already exists: delete it first or pick another name", field="name")
+        key = name_key(name)
+        taken = next((existing for existing in self.ids() if name_key(existing) == key), None)
+        if taken is not None:
+            same = "already exists" if taken == name else f"differs from the existing dataset {taken!r} only by case"
+            raise Conflict(f"dataset {name!r} {same}: delete it first or pick another name", field="name")
 
-    async def upload(self, name: str, chunks: AsyncIterator[bytes], declared_length: int | None) -> dict[str, Any]:
+    async def upload(self, name: str, chunks: AsyncIterator[bytes], declared_length: int | None,
+                     run_in_thread: Callable[..., Any] | None = None) -> dict[str, Any]:
+        """Stream the body to a temporary file, validate it off the event loop, then move it into place."""
         self.check_new_name(name)
         if declared_length is not None and declared_length > self.max_bytes:
             raise PayloadTooLarge(f"dataset is {declared_length} bytes; the limit is {self.max_bytes} bytes")
-        temp = self.folder / f".upload-{uuid.uuid4().hex}.tmp"
+        offload = run_in_thread or to_thread.run_sync
+        temp = self.data_dir.path("datasets", f".upload-{uuid.uuid4().hex}.tmp")
         size = 0
         try:
-            with temp.open("wb") as handle:
+            with temp.open("xb") as handle:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise PayloadTooLarge(f"dataset exceeds the limit of {self.max_bytes} bytes")
                     handle.write(chunk)
-            report = validate_jsonl(temp, self.max_lines)
+            report: ValidationReport = await offload(validate_jsonl, temp, self.max_lines)
             if report.errors:
                 shown = report.errors[:MAX_REPORTED_ERRORS]
                 more = len(report.errors) - len(shown)
                 suffix = f" (and {more} more)" if more else ""
-                raise InvalidInput(
-                    f"dataset rejected, nothing was stored: {'; '.join(shown)}{suffix}", field="body"
-                )
-            final = path_inside(self.folder, f"{name}.jsonl", "name")
+                raise InvalidInput(f"dataset rejected, nothing was stored: {'; '.join(shown)}{suffix}", field="body")
+            final = self.data_dir.path("datasets", f"{name}.jsonl")
             self.check_new_name(name)  # another upload may have taken it meanwhile
             os.replace(temp, final)
             self.store.execute(
-                "INSERT INTO datasets(id, filename, records, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
-                (name, final.name, report.records, size, time.time()),
+                "INSERT INTO datasets(id, filename, records, bytes, created_at, formats) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, final.name, report.records, size, time.time(), ",".join(report.formats)),
             )
         finally:
             temp.unlink(missing_ok=True)

@@ -1,69 +1,53 @@
-"""Base models: the bundled tiny model plus models registered from local folders or made by merging.
+"""Base models: the bundled tiny model, models registered from local folders, and models made by merging.
 
-Registration reads ``config.json`` only (no torch): the folder must exist, hold a config, and name a
-``model_type`` that has a LoRA preset.
+Registering a folder reads it without torch (:mod:`backend.services.model_folder`, every read bounded),
+then asks a model probe (:mod:`backend.services.model_probe`, a child process) whether transformers
+and peft can train it. What the probe finds is cached per folder in the database, keyed by the folder's
+fingerprint, so a folder is probed again only when its files change. The bundled model's facts ship
+with it (``resources/models/tiny-llama.facts.json``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from backend.errors import Conflict, InvalidInput, NotFound
-from backend.names import check_name
-from backend.services.resources import BUNDLED_MODEL_ID, ArchitecturePreset, BundledResources
+from backend.names import check_name, name_key
+from backend.services.job_config import ModelChoice
+from backend.services.model_folder import FolderSummary, NotAModelFolder, inspect_folder
+from backend.services.model_probe import ModelProber, portable
+from backend.services.resources import BUNDLED_MODEL_ID, BundledResources
 from backend.services.store import Store
 
+log = logging.getLogger(__name__)
 
-def read_model_type(folder: Path) -> str:
-    try:
-        return _read_model_type(folder)
-    except (OSError, ValueError) as exc:  # a name too long, a NUL, a folder we may not read
-        if isinstance(exc, InvalidInput):
-            raise
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"cannot use {str(folder)[:200]!r} as a model folder: {reason}", field="path") from exc
-
-
-def _read_model_type(folder: Path) -> str:
-    config_path = folder / "config.json"
-    if not folder.is_dir():
-        raise InvalidInput(f"model folder {str(folder)!r} does not exist or is not a folder", field="path")
-    if not config_path.is_file():
-        raise InvalidInput(
-            f"model folder {str(folder)!r} has no config.json: pick the folder that save_pretrained wrote",
-            field="path",
-        )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"cannot read {config_path}: {exc}", field="path") from exc
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if not isinstance(model_type, str):
-        raise InvalidInput(f"{config_path} has no 'model_type'", field="path")
-    return model_type
+MODEL_COLUMNS = "id, path, architecture, source, created_at"
 
 
 class ModelRegistry:
-    def __init__(self, store: Store, resources: BundledResources, merged_folder: Path):
+    def __init__(self, store: Store, resources: BundledResources, merged_folder: Path,
+                 prober: ModelProber | None = None):
         self.store = store
         self.resources = resources
         self.merged_folder = merged_folder
+        self.prober = prober or ModelProber()
+        self._probe_lock = threading.Lock()  # one probe at a time: each is a process importing torch
+        self._bundled_cache: dict[str, Any] | None = None
 
+    # -- queries -----------------------------------------------------------------------------------
     def _bundled(self) -> dict[str, Any]:
-        return {
-            "id": BUNDLED_MODEL_ID,
-            "path": str(self.resources.bundled_model_dir),
-            "architecture": read_model_type(self.resources.bundled_model_dir),
-            "source": "bundled",
-            "created_at": None,
-        }
+        facts = self.resources.bundled_model_facts
+        return {"id": BUNDLED_MODEL_ID, "path": str(self.resources.bundled_model_dir),
+                "architecture": facts["model_type"], "source": "bundled", "created_at": None}
 
     def list(self) -> list[dict[str, Any]]:
-        rows = self.store.query("SELECT id, path, architecture, source, created_at FROM models ORDER BY id")
+        rows = self.store.query(f"SELECT {MODEL_COLUMNS} FROM models ORDER BY id")
         return [self._bundled(), *rows]
 
     def ids(self) -> list[str]:
@@ -72,47 +56,111 @@ class ModelRegistry:
     def get(self, model_id: str, field: str | None = None) -> dict[str, Any]:
         if model_id == BUNDLED_MODEL_ID:
             return self._bundled()
-        row = self.store.query_one(
-            "SELECT id, path, architecture, source, created_at FROM models WHERE id = ?", (model_id,)
-        )
+        row = self.store.query_one(f"SELECT {MODEL_COLUMNS} FROM models WHERE id = ?", (model_id,))
         if row is None:
             message = f"model {model_id!r} not found"
             if field:  # referenced from a request body: that is bad input, not a missing resource
-                raise InvalidInput(message, field=field, allowed=self.ids())
-            raise NotFound(message, allowed=self.ids())
+                raise InvalidInput(message, field=field, allowed=self.ids(), listed_at="/api/models")
+            raise NotFound(message, allowed=self.ids(), listed_at="/api/models")
         return row
 
-    def preset(self, model: dict[str, Any]) -> ArchitecturePreset:
-        preset = self.resources.preset_for_model_type(model["architecture"])
-        if preset is None:  # registered before a preset was removed
-            raise InvalidInput(
-                f"model {model['id']!r} has architecture {model['architecture']!r} with no LoRA preset",
-                field="model", allowed=self.resources.supported_model_types,
-            )
-        return preset
+    def describe(self, model: dict[str, Any]) -> dict[str, Any]:
+        """The model with what is known of it (``details``: null until it has been probed)."""
+        facts = self.cached_facts(model)
+        return {**model, "details": _details(facts) if facts else None}
 
+    # -- facts -------------------------------------------------------------------------------------
+    def summary(self, model: dict[str, Any]) -> FolderSummary:
+        """The folder as it is now (it is the user's: it may have changed or gone since registration)."""
+        try:
+            return inspect_folder(Path(model["path"]), shown=model["id"])
+        except NotAModelFolder as exc:
+            raise InvalidInput(f"the folder of model {model['id']!r} is gone or no longer a model folder "
+                               f"({model['path']}): register it again", field="model") from exc
+
+    def _bundled_facts(self) -> dict[str, Any]:
+        if self._bundled_cache is None:
+            folder = inspect_folder(self.resources.bundled_model_dir)
+            self._bundled_cache = {**self.resources.bundled_model_facts, "folder": folder.to_dict()}
+        return dict(self._bundled_cache)
+
+    def cached_facts(self, model: dict[str, Any]) -> dict[str, Any] | None:
+        if model["source"] == "bundled":
+            return self._bundled_facts()
+        row = self.store.query_one("SELECT fingerprint, facts FROM model_facts WHERE path = ?", (model["path"],))
+        return json.loads(row["facts"]) if row else None
+
+    def facts(self, model: dict[str, Any], summary: FolderSummary | None = None) -> dict[str, Any]:
+        """What the probe found in the model's folder, probing it when its files changed."""
+        if model["source"] == "bundled":
+            return self._bundled_facts()
+        summary = summary or self.summary(model)
+        return self._facts_for(summary, model["id"])
+
+    def _facts_for(self, summary: FolderSummary, shown: str) -> dict[str, Any]:
+        path = str(summary.path)
+        row = self.store.query_one("SELECT fingerprint, facts FROM model_facts WHERE path = ?", (path,))
+        if row is not None and row["fingerprint"] == summary.fingerprint:
+            facts: dict[str, Any] = json.loads(row["facts"])
+            return facts
+        with self._probe_lock:
+            started = time.perf_counter()
+            probed = self.prober.probe(summary.path, shown)
+            log.info("probed model folder %s in %.1fs: %s, %s", path, time.perf_counter() - started,
+                     probed["model_class"], probed["tokenizer_class"])
+        facts = {**portable(probed), "folder": summary.to_dict()}
+        self._cache_facts(summary, facts)
+        return facts
+
+    def _cache_facts(self, summary: FolderSummary, facts: dict[str, Any]) -> None:
+        row = (str(summary.path), summary.fingerprint, json.dumps(facts), time.time())
+        self.store.execute(
+            "INSERT OR REPLACE INTO model_facts(path, fingerprint, facts, probed_at) VALUES (?, ?, ?, ?)", row)
+
+    def choice(self, model: dict[str, Any]) -> ModelChoice:
+        """What a job's config is resolved from (:func:`backend.services.job_config.resolve`)."""
+        facts = self.facts(model)
+        preset = self.resources.preset_for_model_type(facts["model_type"])
+        return ModelChoice(id=model["id"], architecture=facts["model_type"],
+                           linear_modules=tuple(facts["linear_modules"]),
+                           preset=preset.as_overrides() if preset else {})
+
+    # -- commands ----------------------------------------------------------------------------------
     def check_new_id(self, model_id: str) -> None:
         check_name(model_id)
-        if model_id == BUNDLED_MODEL_ID or self.store.query_one("SELECT 1 FROM models WHERE id = ?", (model_id,)):
-            raise Conflict(f"model {model_id!r} already exists: pick another name", field="name")
+        key = name_key(model_id)
+        taken = next((row["id"] for row in self.list() if name_key(row["id"]) == key), None)
+        if taken is not None:
+            same = "already exists" if taken == model_id else f"differs from the existing model {taken!r} only by case"
+            raise Conflict(f"model {model_id!r} {same}: pick another name", field="name")
 
-    def register(self, model_id: str, folder: Path, source: str = "local") -> dict[str, Any]:
+    def register(self, model_id: str, folder_text: str, source: str = "local") -> dict[str, Any]:
         self.check_new_id(model_id)
         try:
-            folder = folder.expanduser().resolve()
+            folder = Path(folder_text).expanduser().resolve()
         except (OSError, ValueError, RuntimeError) as exc:
-            raise InvalidInput(f"cannot use {str(folder)[:200]!r} as a model folder: {exc}", field="path") from exc
-        model_type = read_model_type(folder)
-        if self.resources.preset_for_model_type(model_type) is None:
-            raise InvalidInput(
-                f"architecture {model_type!r} is not supported",
-                field="path", allowed=self.resources.supported_model_types,
-            )
+            raise NotAModelFolder(folder_text) from exc
+        summary = inspect_folder(folder, shown=folder_text)
+        facts = self._facts_for(summary, folder_text)
+        self.check_new_id(model_id)  # another registration may have taken it while the probe ran
         self.store.execute(
             "INSERT INTO models(id, path, architecture, source, created_at) VALUES (?, ?, ?, ?, ?)",
-            (model_id, str(folder), model_type, source, time.time()),
+            (model_id, str(folder), facts["model_type"], source, time.time()),
         )
-        return self.get(model_id)
+        return self.describe(self.get(model_id))
+
+    def register_merged(self, model_id: str, folder: Path, base_facts: dict[str, Any]) -> dict[str, Any]:
+        """A model this server made by merging into a base: the same architecture and tokenizer as the base,
+        so the base's facts hold (no probe), with the new folder's own summary and fingerprint."""
+        self.check_new_id(model_id)
+        summary = inspect_folder(folder, shown=model_id)
+        facts = {**base_facts, "folder": summary.to_dict()}
+        self._cache_facts(summary, facts)
+        self.store.execute(
+            "INSERT INTO models(id, path, architecture, source, created_at) VALUES (?, ?, ?, ?, ?)",
+            (model_id, str(folder), facts["model_type"], "merged", time.time()),
+        )
+        return self.describe(self.get(model_id))
 
     def delete(self, model_id: str, in_use_by: list[str]) -> None:
         model = self.get(model_id)
@@ -123,5 +171,19 @@ class ModelRegistry:
         self.store.execute("DELETE FROM models WHERE id = ?", (model_id,))
         # Registered folders belong to the user: only folders we created by merging are deleted.
         path = Path(model["path"])
-        if model["source"] == "merged" and path.parent == self.merged_folder.resolve():
+        if model["source"] == "merged" and path.parent == self.merged_folder and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _details(facts: dict[str, Any]) -> dict[str, Any]:
+    folder = facts.get("folder", {})
+    return {
+        "model_class": facts.get("model_class"),
+        "parameters": folder.get("parameters"),
+        "weights_dtype": folder.get("weights_dtype"),
+        "weight_format": folder.get("weight_format"),
+        "tokenizer_class": facts.get("tokenizer_class"),
+        "chat_template": facts.get("chat_template"),
+        "linear_modules": facts.get("linear_modules"),
+        "default_target_modules": facts.get("default_target_modules"),
+    }

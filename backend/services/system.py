@@ -24,13 +24,21 @@ def ml_stack_info() -> dict[str, Any]:
         import torch
         import transformers
 
+        from backend.services.devices import choose_device, choose_dtype, device_facts
+
+        facts = device_facts()
+        device = choose_device("auto", facts)
         return {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "peft": peft.__version__,
-            "cuda_available": bool(torch.cuda.is_available()),
-            "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-            "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+            "cuda_available": facts.cuda,
+            "cuda_devices": facts.cuda_devices,
+            "cuda_name": facts.cuda_name,
+            "torch_cuda": facts.torch_cuda,
+            "mps_available": facts.mps,
+            "device": device,
+            "dtype": choose_dtype("auto", device, facts),
             "torch_threads": torch.get_num_threads(),
             "loaded_from": str(os.path.dirname(torch.__file__)),
             "sidecar_paths": [str(path) for path in ml_runtime.installed],

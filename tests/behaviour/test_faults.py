@@ -7,18 +7,15 @@ its workers alike. The full disk is real: the data dir on a 24 MiB tmpfs, filled
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backend_client.process_tree import pid_alive
-from tests.behaviour.jobs_api import create_job, job, wait_status, wait_steps, worker_pid
-from tests.conftest import RunningBackends, wait_for
+from tests.support import RunningBackends, wait_for
+from tests.support.disks import fill, small_disk
+from tests.support.jobs_api import create_job, job, wait_status, wait_steps, worker_pid
 
 FINAL = ("completed", "cancelled", "failed", "interrupted")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -68,23 +65,6 @@ def test_resume_after_a_recording_failure_continues_from_the_checkpoint(backends
 def test_an_unknown_fault_point_is_refused_at_start(backends: RunningBackends) -> None:
     with pytest.raises(Exception, match="unknown fault point"):
         backends.start(env={"PEFT_ENGINE_FAULTS": "everything"})
-
-
-@contextlib.contextmanager
-def small_disk(mib: int) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="peft-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "peft-full", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-        folder.rmdir()
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
-    return filler
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root (CI runs as root)")

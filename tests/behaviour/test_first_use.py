@@ -10,7 +10,7 @@ import pytest
 
 from backend.runtime_paths import current_layout
 from backend_client import checks
-from tests.conftest import TINY_MODEL, RunningBackends, Target
+from tests.support import TINY_MODEL, RunningBackends, Target
 
 SCENARIOS = [scenario.title for scenario in checks.first_use_scenarios("any")]
 

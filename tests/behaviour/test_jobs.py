@@ -11,8 +11,8 @@ import pytest
 
 from backend_client.http import parse_sse
 from backend_client.process_tree import pid_alive
-from tests.behaviour.jobs_api import create_job, job, upload_sample, wait_status, wait_steps, worker_pid
-from tests.conftest import TINY_MODEL, RunningBackends, wait_for
+from tests.support import TINY_MODEL, RunningBackends, wait_for
+from tests.support.jobs_api import create_job, job, upload_sample, wait_status, wait_steps, worker_pid
 
 
 def test_train_stream_generate_merge(backends: RunningBackends) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from backend_client import checks
 from backend_client.manager import BackendProcess
-from tests.conftest import RunningBackends, Target, fresh_home
+from tests.support import RunningBackends, Target, fresh_home
 
 NOBODY = 65534
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

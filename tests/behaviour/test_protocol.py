@@ -11,7 +11,7 @@ import pytest
 
 from backend import __version__
 from backend_client import checks
-from tests.conftest import RunningBackends, Target, environment_with, fresh_home
+from tests.support import RunningBackends, Target, environment_with, fresh_home
 
 
 def test_ready_line_health_token_and_host(backends: RunningBackends, target: Target) -> None:

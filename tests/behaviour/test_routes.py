@@ -12,8 +12,8 @@ import pytest
 
 from backend.runtime_paths import current_layout
 from backend_client.manager import BackendProcess
-from tests.behaviour.jobs_api import upload_sample
-from tests.conftest import SAMPLE_DATASET, TINY_MODEL, RunningBackends, Target
+from tests.support import SAMPLE_DATASET, TINY_MODEL, RunningBackends, Target
+from tests.support.jobs_api import upload_sample
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_unknown_route_and_method(server: BackendProcess) -> None:
 
 def test_presets_resources_process(server: BackendProcess) -> None:
     presets = server.request("GET", "/api/presets").json()
-    assert "llama" in presets and presets["llama"]["default_target_modules"]
+    assert "llama" in presets and presets["llama"]["target_modules"] == ["q_proj", "v_proj"]
     resources = server.request("GET", "/api/system/resources").json()
     assert resources["ok"] is True and all(entry["ok"] for entry in resources["files"])
     process = server.request("GET", "/api/system/process").json()
@@ -77,9 +77,11 @@ def test_models(server: BackendProcess, tmp_path: Path) -> None:
     assert not_a_folder.status == 400 and error_of(not_a_folder)["field"] == "path"
     (tmp_path / "empty").mkdir()
     no_config = server.request("POST", "/api/models", {"name": "other", "path": str(tmp_path / "empty")})
-    assert no_config.status == 400 and "config.json" in error_of(no_config)["message"]
+    assert no_config.status == 400 and "is not a model folder" in error_of(no_config)["message"]
+    assert error_of(no_config)["message"].replace("empty", "X") == error_of(not_a_folder)["message"].replace(
+        "absent", "X"), "one answer for 'not a model folder', whatever the reason"
     bad_name = server.request("POST", "/api/models", {"name": "../escape", "path": str(folder)})
-    assert bad_name.status == 400 and error_of(bad_name)["field"] == "name"
+    assert bad_name.status == 422 and error_of(bad_name)["field"] == "name"
     assert server.request("POST", "/api/models", {"name": "x"}).status == 422
     assert server.request("DELETE", f"/api/models/{TINY_MODEL}").status == 409
     assert server.request("DELETE", "/api/models/mine").status == 204
@@ -99,12 +101,12 @@ def test_datasets(server: BackendProcess) -> None:
     bad = server.request("POST", "/api/datasets?name=bad-set", raw_body=b'{"text": "ok"}\n{"nope": 1}\nnot json\n')
     assert bad.status == 400
     message = error_of(bad)["message"]
-    assert "line 2" in message and "line 3" in message and "nothing was stored" in message
+    assert "line 2: unknown record shape" in message and "line 3" in message and "nothing was stored" in message
     assert server.request("GET", "/api/datasets/bad-set").status == 404
 
     empty = server.request("POST", "/api/datasets?name=empty-set", raw_body=b"\n\n")
     assert empty.status == 400 and "no records" in error_of(empty)["message"]
-    assert server.request("POST", "/api/datasets?name=..", raw_body=b'{"text": "x"}\n').status == 400
+    assert server.request("POST", "/api/datasets?name=..", raw_body=b'{"text": "x"}\n').status == 422
     assert server.request("POST", "/api/datasets", raw_body=b'{"text": "x"}\n').status == 422
     too_big = server.request("POST", "/api/datasets?name=big-set", raw_body=b"x",
                              headers={"Content-Length": str(10**10)})
@@ -122,7 +124,9 @@ def test_jobs_reject_bad_requests_naming_the_field(server: BackendProcess) -> No
         ({**base, "dataset": "nope"}, 400, "dataset"),
         ({**base, "target_modules": ["nope_proj"]}, 400, "target_modules"),
         ({**base, "max_steps": 3, "epochs": 1}, 400, "max_steps"),
-        ({**base, "adapter_name": "bad/name"}, 400, "adapter_name"),
+        ({**base, "adapter_name": "bad/name"}, 422, "adapter_name"),
+        ({**base, "target_modules": [""]}, 422, "target_modules.0"),
+        ({**base, "device": "tpu"}, 422, "device"),
         ({**base, "lora_r": 0}, 422, "lora_r"),
         ({**base, "learning_rate": "fast"}, 422, "learning_rate"),
         ({**base, "surprise": 1}, 422, "surprise"),
@@ -133,9 +137,10 @@ def test_jobs_reject_bad_requests_naming_the_field(server: BackendProcess) -> No
         assert error_of(response)["field"] == field, response.body
     assert server.request("POST", "/api/jobs", raw_body=b"{not json",
                           headers={"Content-Type": "application/json"}).status == 422
-    for method, path in (("GET", "/api/jobs/job-nope"), ("GET", "/api/jobs/job-nope/events"),
-                         ("POST", "/api/jobs/job-nope/cancel"), ("POST", "/api/jobs/job-nope/resume")):
+    for method, path in (("GET", "/api/jobs/job-000000000000"), ("GET", "/api/jobs/job-000000000000/events"),
+                         ("POST", "/api/jobs/job-000000000000/cancel"), ("POST", "/api/jobs/job-000000000000/resume")):
         assert server.request(method, path).status == 404, path
+        assert server.request(method, path.replace("job-000000000000", "job-nope")).status == 422, path
     assert isinstance(server.request("GET", "/api/jobs").json(), list)
 
 
@@ -148,7 +153,9 @@ def test_adapters_and_generate_errors(server: BackendProcess) -> None:
         ({"model": "nope", "prompt": "hi"}, 400, "model"),
         ({"model": TINY_MODEL, "adapter": "nope", "prompt": "hi"}, 400, "adapter"),
         ({"model": TINY_MODEL, "prompt": ""}, 422, "prompt"),
-        ({"model": TINY_MODEL, "prompt": "hi", "raw": True, "input": "x"}, 422, None),
+        ({"model": TINY_MODEL, "prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, 422, None),
+        ({"model": TINY_MODEL, "messages": [{"role": "user", "content": "hi"}], "raw": True}, 422, None),
+        ({"model": TINY_MODEL}, 422, None),
         ({"model": TINY_MODEL, "prompt": "hi", "max_new_tokens": 0}, 422, "max_new_tokens"),
         ({"model": TINY_MODEL, "prompt": "hi", "stream": True, "adapter": "nope"}, 400, "adapter"),
     ]

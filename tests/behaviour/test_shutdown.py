@@ -11,8 +11,8 @@ from pathlib import Path
 
 from backend_client import checks
 from backend_client.process_tree import pid_alive
-from tests.behaviour.jobs_api import create_job, job, wait_steps, worker_pid
-from tests.conftest import RunningBackends, wait_for
+from tests.support import RunningBackends, wait_for
+from tests.support.jobs_api import create_job, job, wait_steps, worker_pid
 
 WORKER_EXIT_AFTER_SERVER_DEATH_S = 0.5  # the protocol's promise
 

@@ -19,42 +19,49 @@ def test_unknown_target_module_lists_valid_ones(client: TestClient) -> None:
     assert error["allowed"] == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"model": "nope", "dataset": "sample-instructions"}, "model"),
-    ({"model": "tiny-llama", "dataset": "nope"}, "dataset"),
-    ({"model": "tiny-llama", "dataset": "sample-instructions", "adapter_name": "../x"}, "adapter_name"),
-    ({"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 3, "epochs": 1}, "max_steps"),
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"model": "nope", "dataset": "sample-instructions"}, 400, "model"),
+    ({"model": "tiny-llama", "dataset": "nope"}, 400, "dataset"),
+    ({"model": "tiny-llama", "dataset": "sample-instructions", "adapter_name": "../x"}, 422, "adapter_name"),
+    ({"model": "tiny-llama", "dataset": "sample-instructions", "adapter_name": "COM0"}, 422, "adapter_name"),
+    ({"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 3, "epochs": 1}, 400, "max_steps"),
+    ({"model": "tiny-llama", "dataset": "sample-instructions", "target_modules": [""]}, 422, "target_modules.0"),
 ])
-def test_bad_references_are_400(client: TestClient, body: dict, field: str) -> None:
+def test_bad_references_are_refused_naming_the_field(client: TestClient, body: dict, status: int, field: str) -> None:
     response = client.post("/api/jobs", json=body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
     assert client.get("/api/jobs").json() == []
 
 
-def test_unknown_ids_are_404(client: TestClient) -> None:
-    for path in ("/api/jobs/job-x", "/api/jobs/job-x/events", "/api/adapters/x", "/api/models/x",
-                 "/api/datasets/x"):
+def test_unknown_ids_are_404_and_malformed_ones_422(client: TestClient) -> None:
+    for path in ("/api/jobs/job-000000000000", "/api/jobs/job-000000000000/events", "/api/adapters/x",
+                 "/api/models/x", "/api/datasets/x"):
         assert client.get(path).status_code == 404, path
-    assert client.post("/api/jobs/job-x/cancel").status_code == 404
+    assert client.post("/api/jobs/job-000000000000/cancel").status_code == 404
     assert client.post("/api/adapters/x/merge", json={"name": "m"}).status_code == 404
+    for path in ("/api/jobs/job-x", "/api/models/a..b", "/api/datasets/CON", "/api/adapters/a."):
+        assert client.get(path).status_code == 422, path
 
 
-def test_register_model_validation(client: TestClient, tmp_path: Path) -> None:
+def test_register_model_refuses_what_is_not_a_model_folder_with_one_message(client: TestClient,
+                                                                            tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    response = client.post("/api/models", json={"name": "m1", "path": str(empty)})
-    assert response.status_code == 400 and "config.json" in response.json()["error"]["message"]
-    (empty / "config.json").write_text('{"model_type": "bert"}')
-    unsupported = client.post("/api/models", json={"name": "m1", "path": str(empty)})
-    assert unsupported.status_code == 400 and "llama" in unsupported.json()["error"]["allowed"]
-    assert client.post("/api/models", json={"name": "m1", "path": str(tmp_path / "missing")}).status_code == 400
-    (empty / "config.json").write_text('{"model_type": "llama"}')
-    assert client.post("/api/models", json={"name": "m1", "path": str(empty)}).status_code == 201
-    assert client.post("/api/models", json={"name": "m1", "path": str(empty)}).status_code == 409
+    (tmp_path / "a-file").write_text("x")
+    answers = []
+    for folder in (empty, tmp_path / "missing", tmp_path / "a-file"):
+        response = client.post("/api/models", json={"name": "m1", "path": str(folder)})
+        assert response.status_code == 400, response.text
+        answers.append(response.json()["error"]["message"].replace(str(folder), "PATH"))
+    (empty / "config.json").write_text('{"model_type": "SECRET-VALUE-FROM-FILE"}')
+    no_weights = client.post("/api/models", json={"name": "m1", "path": str(empty)})
+    assert no_weights.status_code == 400 and "SECRET" not in no_weights.text
+    (empty / "config.json").write_text('{"no model type": 1}')
+    answers.append(client.post("/api/models", json={"name": "m1", "path": str(empty)}).json()["error"]["message"]
+                   .replace(str(empty), "PATH"))
+    assert len(set(answers)) == 1, f"one message for 'not a model folder', whatever the reason: {answers}"
     assert client.delete("/api/models/tiny-llama").status_code == 409
-    assert client.delete("/api/models/m1").status_code == 204
-    assert empty.is_dir(), "a registered folder belongs to the user and is never deleted"
 
 
 def test_generate_rejects_bad_references_before_loading(client: TestClient) -> None:

@@ -32,12 +32,13 @@ def test_a_name_ending_in_a_newline_is_refused(name: str) -> None:
     assert not is_valid_name(name)
 
 
-def test_newline_names_are_400_everywhere(client: TestClient) -> None:
+def test_newline_names_are_422_everywhere(client: TestClient) -> None:
+    """The pattern is in the document, so a name that breaks it is a schema violation (422), everywhere."""
     base = {"model": "tiny-llama", "dataset": "sample-instructions"}
-    assert client.post("/api/jobs", json={**base, "adapter_name": "ad\n"}).status_code == 400
-    assert client.post("/api/models", json={"name": "x\n", "path": "/tmp"}).status_code == 400
-    assert client.post("/api/generate", json={"model": "tiny-llama\n", "prompt": "hi"}).status_code == 400
-    assert client.post("/api/datasets?name=x%0A", content=b'{"text": "a"}\n').status_code == 400
+    assert client.post("/api/jobs", json={**base, "adapter_name": "ad\n"}).status_code == 422
+    assert client.post("/api/models", json={"name": "x\n", "path": "/tmp"}).status_code == 422
+    assert client.post("/api/generate", json={"model": "tiny-llama\n", "prompt": "hi"}).status_code == 422
+    assert client.post("/api/datasets?name=x%0A", content=b'{"text": "a"}\n').status_code == 422
 
 
 @pytest.mark.parametrize("temperature", [1.1125369292536007e-308, 5e-324, 0.009])
@@ -103,7 +104,10 @@ class FullDiskDatasets:
     def __init__(self, exc: BaseException):
         self.exc = exc
 
-    async def upload(self, *args: object) -> None:
+    def check_new_name(self, name: str) -> None:
+        pass
+
+    async def upload(self, *args: object, **kwargs: object) -> None:
         raise self.exc
 
 

@@ -16,9 +16,18 @@ from backend.services.datasets import validate_jsonl, validate_record
     ({"instruction": "Do", "output": "done"}, None),
     ({"instruction": "Do", "input": "x", "output": "done"}, None),
     ({"instruction": "Do"}, "missing field(s) 'output'"),
-    ({"input": "x"}, "missing field(s) 'instruction', 'output'"),
-    ({"text": ""}, "'text' must be a non-empty string"),
-    ({"text": 3}, "'text' must be a non-empty string"),
+    ({"input": "x"}, "unknown record shape"),
+    ({"text": ""}, "'text' must not be empty"),
+    ({"text": 3}, "'text' must be a string, got int"),
+    ({"prompt": "2+2=", "completion": "4"}, None),
+    ({"prompt": "2+2="}, "missing field(s) 'completion'"),
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}, None),
+    ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant turn"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "role must be one of"),
+    ({"messages": []}, "non-empty list"),
+    ({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, None),
+    ({"conversations": [{"from": "human", "value": 1}]}, "must be a string"),
+    ({"text": "a", "messages": []}, "mixes shapes"),
     ({"instruction": "Do", "output": 5}, "'output' must be a string, got int"),
     ({"instruction": " ", "output": "x"}, "must not be empty"),
     ([1, 2], "expected a JSON object, got list"),
@@ -59,7 +68,7 @@ def test_upload_list_get_delete(client: TestClient) -> None:
 def test_rejected_upload_stores_nothing(client: TestClient, tmp_path: Path) -> None:
     response = client.post("/api/datasets?name=bad", content=b'{"text": "ok"}\n{"oops": 1}\n')
     assert response.status_code == 400
-    assert "line 2: missing field(s)" in response.json()["error"]["message"]
+    assert "line 2: unknown record shape" in response.json()["error"]["message"]
     assert client.get("/api/datasets/bad").status_code == 404
     assert not [p for p in (tmp_path / "data" / "datasets").iterdir()]
 
@@ -78,7 +87,22 @@ def test_oversized_upload_is_413_and_stores_nothing(client: TestClient, tmp_path
     assert not [p for p in (tmp_path / "data" / "datasets").iterdir()]
 
 
-@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "CON"])
-def test_upload_names_cannot_escape(client: TestClient, name: str) -> None:
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "CON", "com0", "LPT9.txt", "nul.jsonl", "a.", "x" * 65])
+def test_upload_names_are_checked_before_the_body(client: TestClient, name: str) -> None:
     response = client.post("/api/datasets", params={"name": name}, content=jsonl([{"text": "x"}]))
-    assert response.status_code == 400 and response.json()["error"]["field"] == "name"
+    assert response.status_code == 422 and response.json()["error"]["field"] == "name"
+
+
+def test_a_64_character_name_is_accepted(client: TestClient) -> None:
+    """The documented 1-64 rule holds for the whole range (a 59-64 character name was refused after the
+    upload, as the file name '<name>.jsonl')."""
+    name = "d" * 64
+    response = client.post("/api/datasets", params={"name": name}, content=jsonl([{"text": "x"}]))
+    assert response.status_code == 201, response.text
+
+
+def test_names_that_differ_only_by_case_are_one_name(client: TestClient) -> None:
+    assert client.post("/api/datasets?name=CaseName", content=jsonl([{"text": "x"}])).status_code == 201
+    again = client.post("/api/datasets?name=casename", content=jsonl([{"text": "x"}]))
+    assert again.status_code == 409 and "only by case" in again.json()["error"]["message"]
+    assert client.post("/api/datasets?name=SAMPLE-INSTRUCTIONS", content=jsonl([{"text": "x"}])).status_code == 409

@@ -22,10 +22,15 @@ def test_required_files_present() -> None:
 
 def test_presets_are_consistent() -> None:
     resources = BundledResources(current_layout().resources)
+    seen: set[str] = set()
     for preset in resources.presets.values():
-        assert set(preset.default_target_modules) <= set(preset.available_target_modules), preset.name
+        assert not seen & set(preset.model_types), f"a model type in two presets: {preset.name}"
+        seen |= set(preset.model_types)
+        assert preset.r >= 1 and preset.alpha >= 1 and 0 <= preset.dropout < 1
     config = json.loads((resources.bundled_model_dir / "config.json").read_text())
-    assert resources.preset_for_model_type(config["model_type"]) is not None
+    facts = resources.bundled_model_facts
+    preset = resources.preset_for_model_type(config["model_type"])
+    assert preset is not None and set(preset.target_modules or ()) <= set(facts["linear_modules"])
 
 
 def test_sample_dataset_is_valid_and_reproducible(tmp_path: Path) -> None:

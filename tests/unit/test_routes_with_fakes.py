@@ -10,17 +10,20 @@ from fastapi.testclient import TestClient
 
 from backend.api import deps
 from backend.errors import Conflict, InvalidInput, NotFound
+from backend.services.job_config import JobConfig
+
+JOB_ID = "job-000000000001"
 
 
-def job_row(status: str, job_id: str = "job-1") -> dict[str, Any]:
+def job_row(status: str, job_id: str = JOB_ID) -> dict[str, Any]:
     """A complete job as the API answers it (the response model is the contract)."""
-    config = {"model": "tiny-llama", "dataset": "d", "adapter_name": job_id, "architecture": "llama",
-              "target_modules": ["q_proj"], "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 0.01,
-              "max_steps": 3, "epochs": None, "total_steps": 3, "batch_size": 1, "max_seq_length": 64, "seed": 1,
-              "warmup_steps": 0, "checkpoint_every": 0}
-    return {"id": job_id, "status": status, "config": config, "created_at": 1.0, "updated_at": 1.0,
+    config = JobConfig(model="tiny-llama", dataset="d", adapter_name=job_id, architecture="llama",
+                       target_modules=("q_proj",), lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=0.01,
+                       max_steps=3, epochs=None, total_steps=3, batch_size=1, max_seq_length=64, seed=1,
+                       warmup_steps=0, checkpoint_every=0, device="cpu", dtype="float32", train_on="completions")
+    return {"id": job_id, "status": status, "config": config.to_dict(), "created_at": 1.0, "updated_at": 1.0,
             "started_at": None, "finished_at": None, "current_step": 0, "total_steps": 3, "last_loss": None,
-            "checkpoint_step": None, "adapter_id": None, "error": None, "attempts": 0}
+            "checkpoint_step": None, "adapter_id": None, "error": None, "attempts": 0, "runtime": None}
 
 
 class FakeJobs:
@@ -37,7 +40,7 @@ class FakeJobs:
         return [job_row("queued")]
 
     def get(self, job_id: str) -> dict[str, Any]:
-        if job_id != "job-1":
+        if job_id != JOB_ID:
             raise NotFound(f"job {job_id!r} not found")
         return job_row("completed")
 
@@ -57,7 +60,7 @@ def fake_jobs(app: FastAPI) -> FakeJobs:
 
 def test_create_job_returns_202_and_passes_the_parsed_body(client: TestClient, fake_jobs: FakeJobs) -> None:
     response = client.post("/api/jobs", json={"model": "tiny-llama", "dataset": "d", "lora_r": 4})
-    assert response.status_code == 202 and response.json()["id"] == "job-1"
+    assert response.status_code == 202 and response.json()["id"] == JOB_ID
     assert fake_jobs.created[0]["lora_r"] == 4 and fake_jobs.created[0]["target_modules"] is None
 
 
@@ -66,10 +69,11 @@ def test_service_errors_map_to_status_codes(client: TestClient, fake_jobs: FakeJ
     assert bad.status_code == 400
     assert bad.json()["error"] == {"code": "invalid_input", "message": "model 'missing' not found",
                                    "field": "model", "allowed": ["tiny-llama"]}
-    assert client.get("/api/jobs/nope").status_code == 404
-    conflict = client.post("/api/jobs/job-1/cancel")
+    assert client.get("/api/jobs/job-0000000000ff").status_code == 404
+    assert client.get("/api/jobs/nope").status_code == 422
+    conflict = client.post(f"/api/jobs/{JOB_ID}/cancel")
     assert conflict.status_code == 409 and "only queued or running" in conflict.json()["error"]["message"]
-    assert client.post("/api/jobs/job-1/resume").status_code == 202
+    assert client.post(f"/api/jobs/{JOB_ID}/resume").status_code == 202
 
 
 @pytest.mark.parametrize(("body", "field"), [

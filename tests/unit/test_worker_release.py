@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, ClassVar
 
 import pytest
 
 from backend.services import training, worker
+from backend.services.job_config import JobConfig
 from backend.services.training import TrainingSpec, run_training
 
 
 class FakeTrainee:
     batches_per_epoch = 2
     examples = (1, 2, 3, 4)
+    device = "cpu"
+    runtime: ClassVar[dict[str, str]] = {"device": "cpu", "dtype": "float32"}
 
     def __init__(self, calls: list[str]):
         self.calls = calls
         self.scheduler = self
+        self.lock = threading.Lock()
 
     def get_last_lr(self) -> list[float]:
         return [1e-4]
@@ -29,9 +34,11 @@ class FakeTrainee:
         self.calls.append("save")
 
 
-SPEC = TrainingSpec(job_id="j", model_path="m", dataset_path="d", adapter_dir="a", checkpoint_dir="c",
-                    target_modules=("q_proj",), r=4, alpha=8, dropout=0.0, learning_rate=1e-3, total_steps=2,
-                    batch_size=1, max_seq_length=16, seed=0, warmup_steps=0, checkpoint_every=0)
+CONFIG = JobConfig(model="m", dataset="d", adapter_name="a", architecture="llama", target_modules=("q_proj",),
+                   lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-3, max_steps=2, epochs=None,
+                   total_steps=2, batch_size=1, max_seq_length=16, seed=0, warmup_steps=0, checkpoint_every=0,
+                   device="cpu", dtype="float32", train_on="completions")
+SPEC = TrainingSpec(job_id="job-000000000001", config=CONFIG, model_path="m", dataset_path="d", data_dir="/nowhere")
 
 
 @pytest.fixture

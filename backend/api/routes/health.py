@@ -1,4 +1,6 @@
-"""``GET /health``: no auth, no service, no ML import; what the service manager polls."""
+"""``GET /health``: no auth, no service, no ML import, no thread; what the service manager polls.
+
+It runs on the event loop itself, so it answers whatever the threads are doing."""
 
 from __future__ import annotations
 
@@ -13,5 +15,5 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=None, responses=ok("Health"))
-def health(request: Request) -> dict[str, object]:
+async def health(request: Request) -> dict[str, object]:
     return {"status": "ok", "version": __version__, "mode": request.app.state.layout.mode.name, "pid": os.getpid()}

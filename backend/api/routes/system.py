@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Request
 
 from backend.api.deps import ServicesDep
 from backend.api.documented import errors, ok
+from backend.api.offload import work
 from backend.schemas import BundleFilesCheck
 from backend.services.system import process_info, system_info
 
@@ -17,8 +17,8 @@ router = APIRouter(prefix="/api", tags=["system"])
 
 
 @router.get("/system", response_model=None, responses=ok("SystemInfo"))
-async def system(services: ServicesDep) -> dict[str, Any]:
-    return await run_in_threadpool(system_info, services.layout, str(services.data_dir))
+async def system(request: Request, services: ServicesDep) -> dict[str, Any]:
+    return await work(request, system_info, services.layout, str(services.data_dir))
 
 
 @router.get("/system/resources", response_model=None, responses=ok("ResourcesCheck"))
@@ -33,11 +33,14 @@ def process() -> dict[str, Any]:
     return process_info()
 
 
-@router.post("/system/bundle-files", response_model=None, responses={**ok("BundleFilesReport"), **errors(400, 422)})
-def bundle_files(body: BundleFilesCheck, services: ServicesDep) -> dict[str, Any]:
+@router.post("/system/bundle-files", response_model=None,
+             responses={**ok("BundleFilesReport"), **errors(400, 413, 422)})
+async def bundle_files(body: BundleFilesCheck, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Whether bundled files (paths relative to the bundle root, as in the build's data manifest) are
-    present and readable from inside the running artifact; used by ``compile verify``."""
-    return {"root": str(services.resources.bundle_root), "files": services.resources.inspect(body.paths)}
+    present and readable from inside the running artifact; used by ``compile verify``. Each file is
+    hashed in chunks, regular files only, one request at a time per thread limit."""
+    files = await work(request, services.resources.inspect, body.paths)
+    return {"root": str(services.resources.bundle_root), "files": files}
 
 
 @router.get("/presets", response_model=None, responses=ok("Preset", by_name=True))

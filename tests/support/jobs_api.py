@@ -7,7 +7,7 @@ from typing import Any
 from backend.runtime_paths import current_layout
 from backend.services.resources import BundledResources
 from backend_client.manager import BackendProcess
-from tests.conftest import SAMPLE_DATASET, TINY_MODEL, wait_for
+from tests.support import SAMPLE_DATASET, TINY_MODEL, wait_for
 
 
 def upload_sample(process: BackendProcess, name: str, lines: int) -> dict[str, Any]:

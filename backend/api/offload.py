@@ -1,0 +1,36 @@
+"""Blocking work off the event loop, each kind behind its own limit, so that no kind can take every
+thread from the others: store reads (job rows, events, lists) never wait behind a model probe or a
+merge, and nothing at all waits behind a generation, which has a thread of its own
+(:mod:`backend.api.routes.inference`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from anyio import CapacityLimiter, to_thread
+from starlette.requests import Request
+
+T = TypeVar("T")
+READ_THREADS = 16  # SQLite reads: short, behind one connection's lock
+WORK_THREADS = 4  # model probes, registrations, job creation (may probe), system facts (imports torch)
+
+
+@dataclass(frozen=True)
+class Limiters:
+    reads: CapacityLimiter
+    work: CapacityLimiter
+
+
+def make_limiters() -> Limiters:
+    """Made in the lifespan: a limiter belongs to the event loop that first uses it."""
+    return Limiters(reads=CapacityLimiter(READ_THREADS), work=CapacityLimiter(WORK_THREADS))
+
+
+async def read(request: Request, function: Callable[..., T], *args: Any) -> T:
+    return await to_thread.run_sync(function, *args, limiter=request.app.state.limiters.reads)
+
+
+async def work(request: Request, function: Callable[..., T], *args: Any) -> T:
+    return await to_thread.run_sync(function, *args, limiter=request.app.state.limiters.work)

@@ -1,0 +1,139 @@
+"""Bounded connections and a log that cannot flood.
+
+A slow or buggy client (or a hostile local process) can open connections and never use them. Left alone
+they use up the server's file descriptors, and then neither ``/health`` nor an upload gets in, while
+every failed ``accept()`` is logged. Here:
+
+- :func:`raise_descriptor_limit`: the soft ``RLIMIT_NOFILE`` goes up to the hard limit (POSIX);
+- :func:`connection_cap`: the most connections kept open, below that limit with a reserve for the
+  database, logs, model files and workers;
+- :func:`guarded_protocol`: uvicorn's h11 protocol that stamps each connection's last activity. At the
+  cap, a new connection evicts the one idle the longest (so ``/health`` always gets in); when every
+  connection is busy, the new one is closed at once. :func:`close_idle` closes connections idle for
+  longer than the timeout, whether they never sent a request or kept one alive.
+- :class:`RepeatGate`: a message logged again within its interval is counted, not written, and the
+  count is written with its next occurrence: a fault that repeats cannot fill stderr or the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+DESCRIPTOR_RESERVE = 256  # database, logs, model files, worker pipes, the listening socket
+MAX_CONNECTIONS = 4096
+log = logging.getLogger(__name__)
+
+
+def raise_descriptor_limit() -> int | None:
+    """Raise the soft descriptor limit to the hard one (capped at 65536); returns the limit now (None where
+    the OS has none to raise)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no per-process descriptor limit of this kind
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def connection_cap(descriptor_limit: int | None, configured: int = 0) -> int:
+    if configured:
+        return configured
+    if descriptor_limit is None:
+        return MAX_CONNECTIONS
+    return max(16, min(MAX_CONNECTIONS, descriptor_limit - DESCRIPTOR_RESERVE))
+
+
+def _busy(protocol: Any) -> bool:
+    cycle = getattr(protocol, "cycle", None)
+    return cycle is not None and not cycle.response_complete
+
+
+class GuardedH11Protocol(H11Protocol):
+    max_connections = MAX_CONNECTIONS
+    evicted = 0  # for the log: how many idle connections made room for new ones
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self.last_active = time.monotonic()
+        super().connection_made(transport)
+        if len(self.connections) <= self.max_connections:
+            return
+        idle = [c for c in self.connections if c is not self and not _busy(c)]
+        if idle:
+            oldest = min(idle, key=lambda c: getattr(c, "last_active", 0.0))
+            oldest.transport.close()
+            type(self).evicted += 1
+        else:  # every connection is serving a request: this one waits for nothing, it is refused
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        super().data_received(data)
+
+
+def guarded_protocol(max_connections: int) -> type[H11Protocol]:
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"max_connections": max_connections})
+
+
+def close_idle(connections: set[Any], idle_timeout_s: float, now: float | None = None) -> int:
+    """Close every connection that has sent nothing for ``idle_timeout_s`` and is not serving a request."""
+    now = time.monotonic() if now is None else now
+    closed = 0
+    for connection in list(connections):
+        if not _busy(connection) and now - getattr(connection, "last_active", now) > idle_timeout_s:
+            connection.transport.close()
+            closed += 1
+    return closed
+
+
+class RepeatGate(logging.Handler):
+    """The root logger's one handler: forwards each record to ``targets`` (stderr, the log file), but a
+    message seen again within ``interval_s`` is counted instead, and the count goes out with the next one
+    that passes. Keyed by logger, level and message template (not its arguments)."""
+
+    def __init__(self, targets: list[logging.Handler], interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.targets, self.interval_s, self.clock = targets, interval_s, clock
+        self._last: dict[tuple[str, int, str], float] = {}
+        self._held: dict[tuple[str, int, str], int] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg = f"{record.msg} [and {held} more like it in the last {self.interval_s:.0f} s, not logged]"
+        if len(self._last) > 10_000:  # many distinct messages: forget the oldest half
+            for stale in sorted(self._last, key=self._last.__getitem__)[:5_000]:
+                self._last.pop(stale, None)
+                self._held.pop(stale, None)
+        for target in self.targets:
+            if record.levelno >= target.level:
+                target.handle(record)
+
+    def flush(self) -> None:
+        for target in self.targets:
+            target.flush()
+
+    def close(self) -> None:
+        for target in self.targets:
+            target.close()
+        super().close()
