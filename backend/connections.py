@@ -64,7 +64,7 @@ class GuardedH11Protocol(H11Protocol):
     max_connections = MAX_CONNECTIONS
     evicted = 0  # for the log: how many idle connections made room for new ones
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         self.last_active = time.monotonic()
         super().connection_made(transport)
         if len(self.connections) <= self.max_connections:

@@ -10,7 +10,9 @@ Points:
 - ``worker-start``: the training worker dies before it reports anything (exit code 1);
 - ``worker-step``: the worker raises an error at its first training step;
 - ``monitor-write``: the server fails to record what a worker reported (as ``database or disk is full``);
-- ``job-start``: the server fails to start a queued job's worker.
+- ``job-start``: the server fails to start a queued job's worker;
+- ``merge-stall``: a merge stops for a minute once its staging folder is written (a test kills the
+  server then, as a crash would, and checks the next start removes what it left).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import os
 import sqlite3
 
 ENV = "PEFT_ENGINE_FAULTS"
-POINTS = frozenset({"worker-start", "worker-step", "monitor-write", "job-start"})
+POINTS = frozenset({"worker-start", "worker-step", "monitor-write", "job-start", "merge-stall"})
+STALL_S = 60.0
 
 
 class InjectedFault(RuntimeError):
@@ -46,6 +49,11 @@ def check(point: str) -> None:
     if _active is None:
         _active = active()
     if point in _active:
+        if point == "merge-stall":
+            import time
+
+            time.sleep(STALL_S)
+            return
         if point == "monitor-write":
             raise sqlite3.OperationalError("database or disk is full (injected: monitor-write)")
         raise InjectedFault(f"injected fault: {point}")

@@ -11,7 +11,7 @@ needs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -83,12 +83,16 @@ def request_model() -> type[BaseModel]:
             definitions[name] = (kind, Field(..., description=rule.description, **limits))
         else:
             definitions[name] = (Union[kind, None], Field(None, description=rule.description, **limits))  # noqa: UP007
-    return create_model(  # type: ignore[call-overload, no-any-return]  # a model made from a declaration
+    return create_model(
         "JobCreate", __base__=StrictBody, __doc__="A training job: every field but model and dataset is optional.",
         **definitions)
 
 
-JobCreate = request_model()
+if TYPE_CHECKING:  # to a type checker, a model like any other; at run time, made from the declaration
+    class JobCreate(StrictBody):
+        pass
+else:
+    JobCreate = request_model()
 JobCreate.model_config["json_schema_extra"] = {"examples": [
     {"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 3, "checkpoint_every": 0},
 ]}
@@ -135,7 +139,7 @@ class GenerateRequest(StrictBody):
     prompt: str = Field(None, min_length=1, max_length=MAX_TEXT)  # type: ignore[assignment]  # absent, never null
     input: str = Field("", max_length=MAX_TEXT, description="appended to the prompt after a blank line")
     raw: bool = Field(False, description="send the prompt (and input) as is, without the chat template")
-    messages: list[ChatMessage] = Field(None, min_length=1, max_length=MAX_MESSAGES,  # type: ignore[assignment]
+    messages: list[ChatMessage] = Field(None, min_length=1, max_length=MAX_MESSAGES,  # type: ignore[arg-type]  # absent, never null
                                         description="a conversation; the answer continues it as the assistant")
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float | None = Field(None, ge=0.0, le=5.0, json_schema_extra=_temperature_schema)

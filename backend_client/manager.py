@@ -89,10 +89,11 @@ class LaunchSpec:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     ready_timeout_s: float = 120.0
     extra_args: tuple[str, ...] = ()
+    frozen: bool = True  # a built artifact: it gets none of the PYTHON* variables this process inherited
 
     @classmethod
     def source(cls, data_dir: Path, **kwargs: Any) -> LaunchSpec:
-        return cls(command=(sys.executable, "-m", "backend"), data_dir=data_dir, cwd=REPO_ROOT, **kwargs)
+        return cls(command=(sys.executable, "-m", "backend"), data_dir=data_dir, cwd=REPO_ROOT, frozen=False, **kwargs)
 
     @classmethod
     def artifact(cls, executable: Path, data_dir: Path | None, **kwargs: Any) -> LaunchSpec:
@@ -103,8 +104,17 @@ class LaunchSpec:
         return [*self.command, "--port", "0", "--parent-pid", str(os.getpid()), *data_dir, *self.extra_args]
 
     def environment(self) -> dict[str, str]:
-        """Ours, with ``env`` on top (a value of None removes the variable), the token and unbuffered output."""
-        merged: dict[str, str | None] = {**os.environ, **self.env, TOKEN_ENV: self.token, "PYTHONUNBUFFERED": "1"}
+        """Ours, with ``env`` on top (a value of None removes the variable), the token and unbuffered output.
+
+        A built artifact ignores the ``PYTHON*`` variables anyway (it runs isolated); as a second line of
+        defence the ones this process inherited are not passed on (those given in ``env`` are). A source
+        run is an ordinary Python run and gets them all."""
+        inherited = dict(os.environ)
+        if self.frozen:
+            inherited = {key: value for key, value in inherited.items() if not key.upper().startswith("PYTHON")}
+        merged: dict[str, str | None] = {**inherited, **self.env, TOKEN_ENV: self.token}
+        if not self.frozen:
+            merged.setdefault("PYTHONUNBUFFERED", "1")
         merged.pop("PEFT_ENGINE_PORT", None)
         return {key: value for key, value in merged.items() if value is not None}
 
@@ -120,7 +130,7 @@ class BackendProcess:
         self._stderr = self.stderr_path.open("wb")
         popen_kwargs: dict[str, Any] = {}
         if os.name == "nt":
-            popen_kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+            popen_kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)  # Windows only
         else:
             popen_kwargs["start_new_session"] = True  # its own process group: the tree can be signalled
         self.started_at = time.perf_counter()

@@ -42,7 +42,7 @@ def tree(pid: int) -> list[psutil.Process]:
 
 def alive(process: psutil.Process) -> bool:
     try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -58,7 +58,7 @@ def send_terminate(popen: subprocess.Popen[bytes]) -> None:
     """The graceful signal: SIGTERM, or CTRL_BREAK_EVENT to a Windows process group."""
     with contextlib.suppress(ProcessLookupError, OSError):
         if os.name == "nt":
-            popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+            popen.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]  # Windows only
         else:
             popen.send_signal(signal.SIGTERM)
 

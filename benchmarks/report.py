@@ -256,9 +256,9 @@ def render_charts(results: dict[str, Any], history: list[dict[str, Any]], folder
     written.append(_save(figure, folder / "memory.png"))
 
     figure, axis = plt.subplots(figsize=(9, 4.5))
-    sized = [n for n in names if scalar(results["variants"][n], "size_bytes")]
-    _bars(axis, sized, [scalar(results["variants"][n], "size_bytes") / MIB for n in sized], None, "MiB",
-          [colors[names.index(n)] for n in sized])
+    sizes = {n: scalar(results["variants"][n], "size_bytes") for n in names}
+    sized = [n for n, size in sizes.items() if size]
+    _bars(axis, sized, [(sizes[n] or 0) / MIB for n in sized], None, "MiB", [colors[names.index(n)] for n in sized])
     axis.set_ylabel("MiB")
     axis.set_title("Size on disk (deterministic: no error bars)")
     figure.tight_layout()

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -230,7 +230,7 @@ def run_selftest(root: Path, chosen: tuple[str, ...], repeats: int, aa_repeats: 
     return 0
 
 
-def _tally(verdicts: list[str]) -> str:
+def _tally(verdicts: Sequence[str]) -> str:
     counts: dict[str, int] = {}
     for verdict in verdicts:
         counts[verdict] = counts.get(verdict, 0) + 1

@@ -76,7 +76,7 @@ def paired_change(head: Sequence[float], base: Sequence[float], seed: int = 0) -
     ratios = np.asarray(head, dtype=float) / np.asarray(base, dtype=float)
 
     def median(values: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(values, axis=axis)
+        return np.asarray(np.median(values, axis=axis))
 
     value = float(np.median(ratios))
     low, high = _interval((ratios,), median, seed)
@@ -90,7 +90,7 @@ def paired_difference(head: Sequence[float], base: Sequence[float], seed: int = 
     differences = np.asarray(head, dtype=float) - np.asarray(base, dtype=float)
 
     def median(values: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(values, axis=axis)
+        return np.asarray(np.median(values, axis=axis))
 
     low, high = _interval((differences,), median, seed)
     return Change(float(np.median(differences)), low, high, len(differences), absolute=True)
@@ -100,7 +100,7 @@ def unpaired_difference(current: Sequence[float], reference: Sequence[float], se
     a, b = np.asarray(current, dtype=float), np.asarray(reference, dtype=float)
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(x, axis=axis) - np.median(y, axis=axis)
+        return np.asarray(np.median(x, axis=axis) - np.median(y, axis=axis))
 
     low, high = _interval((a, b), statistic, seed)
     return Change(float(np.median(a) - np.median(b)), low, high, min(len(a), len(b)), absolute=True)
@@ -111,7 +111,7 @@ def unpaired_change(current: Sequence[float], reference: Sequence[float], seed: 
     a, b = np.asarray(current, dtype=float), np.asarray(reference, dtype=float)
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.median(x, axis=axis) / np.median(y, axis=axis)
+        return np.asarray(np.median(x, axis=axis) / np.median(y, axis=axis))
 
     value = float(np.median(a) / np.median(b))
     low, high = _interval((a, b), statistic, seed)

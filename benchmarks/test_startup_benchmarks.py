@@ -10,6 +10,7 @@ not built are skipped with the command that builds them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_startup(benchmark, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_startup(benchmark: Any, name: str, tmp_path: Path) -> None:  # pytest-benchmark's fixture
     present, missing = discover(ROOT, (name,))
     if not present:
         pytest.skip(f"{name} is not built: {missing.get(name)}")

@@ -1,35 +1,32 @@
-"""One build from options to ``dist/<variant>/``: build env, probe, sidecar, tool run, records.
+"""One build from options to ``dist/<variant>/``: build env and patches, the plan (:mod:`compile.plan`),
+the staged sidecar, the tool run, the artifact, its records and checksums.
 
-The steps that decide (``prepare_inputs`` → planners) are separate from the steps that act (runner,
-file copies), so ``compile plan`` prints exactly the command a build would run.
+What a build decides lives in :mod:`compile.plan` and the planners; this module acts on it (through
+:mod:`compile.runner` and file copies), so ``compile plan`` prints exactly the command a build runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
-import shlex
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from compile.backends import BuildInputs
-from compile.backends.nuitka import nuitka_command, nuitka_environment, report_path
-from compile.backends.pyinstaller import pyinstaller_command
-from compile.buildenv import BuildEnv, ensure_build_env, env_root, pinned_versions, requirements
+from compile.backends.nuitka import report_path
+from compile.buildenv import BuildEnv, ensure_build_env, pinned_versions, requirements
 from compile.config_check import StaleEntry, stale_entries
-from compile.datafiles import MANIFEST_NAME, data_files_for, manifest, module_sources
+from compile.datafiles import MANIFEST_NAME, manifest
 from compile.errors import BuildFailed, ConfigError
-from compile.nuitka_patches import PATCHES, patch_build_env
+from compile.nuitka_patches import carried, patch_build_env
 from compile.nuitka_report import NuitkaReport, parse_report
 from compile.options import BuildOptions
+from compile.plan import command_line, plan_inputs, planned_command, planned_environment
 from compile.platforms import windows
-from compile.probe import PROBE_VERSION
 from compile.progress import QUIET, NuitkaPhases, Progress, PyInstallerPhases
 from compile.results import (
     BUILD_RECORD,
@@ -47,117 +44,36 @@ from compile.sidecar import (
     SourcelessReport,
     drop_sources,
     materialize,
-    plan_sidecar,
 )
 from compile.strip import StripReport, strip_folder, strip_plan
 from compile.strip import summary as strip_summary
 
-_probed: dict[tuple[str, ...], dict[str, Any]] = {}  # one probe per environment, project and question
 
-
-def probe(env: BuildEnv, options: BuildOptions, command: str, *names: str) -> dict[str, Any]:
-    key = (str(env.python), str(options.root), command, *names)
-    if key not in _probed:
-        output = capture([str(env.python), str(options.root / "compile" / "probe.py"), command, *names],
-                         cwd=options.root, env=tool_env(env.bin_dir))
-        _probed[key] = json.loads(output)
-    return _probed[key]
-
-
-_scanned: dict[str, dict[str, Any]] = {}  # this process's scans, by cache key
-
-
-def stdlib_closure(env: BuildEnv, options: BuildOptions, plan: SidecarPlan, facts: dict[str, Any], *,
-                   cache: bool = True) -> list[str]:
-    """The standard-library modules that the sidecar imports, minus exclusions: each module
-    named in an import (``email.utils``, not all of ``email``); Nuitka follows their own imports.
-
-    Scanning torch takes about a minute, so the result is cached, keyed by what it depends on: the
-    Python version and each sidecar distribution's name and version. Any environment with the same
-    pins (the build env, or this one for ``compile plan``) reuses it; ``cache=False`` reads it but
-    never writes it."""
-    content = [PROBE_VERSION, facts["python"][:2],
-               *(f"{name}=={facts['distributions'][name]['version']}" for name in plan.distributions)]
-    key = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
-    cached = env_root(options) / f"stdlib-{key}.json"
-    if key in _scanned:
-        found = _scanned[key]
-    elif cached.is_file():
-        found = json.loads(cached.read_text(encoding="utf-8"))
-    else:
-        print("scanning the sidecar's standard-library imports (about a minute; builds cache the result)",
-              flush=True)
-        found = probe(env, options, "stdlib", *plan.distributions)["stdlib_imports"]
-        if cache:
-            write_json_atomic(cached, found)
-    _scanned[key] = found
-    excluded = set(options.stdlib_exclude)
-    kept = {name: info for name, info in found.items() if name.split(".")[0] not in excluded}
-    # Every named module is included as a module; a package named with nothing below it (`import
-    # concurrent`) is included as that package's __init__ only, which is what such an import runs.
-    return sorted(kept)
-
-
-def prepare_inputs(options: BuildOptions, env: BuildEnv, *, stage_sidecar: bool, cache: bool = True,
-                   progress: Progress | None = None) -> tuple[BuildInputs, dict[str, Any]]:
-    """Everything the planners need: data files, the build env's facts, the sidecar plan and (for
-    Nuitka) the standard-library closure; with ``stage_sidecar``, the sidecar folder itself."""
-    progress = progress or Progress(QUIET)
-    data = tuple(data_files_for(options))
-    with progress.step("probe the build env"):
-        facts = probe(env, options, "facts")
-    data += tuple(module_sources(options.module_sources, facts))
-    details: dict[str, Any] = {"python": facts["python"], "facts": facts}
-    with progress.step("plan the sidecar"):
-        plan = plan_sidecar(facts, options.sidecar_roots, options.sidecar_exclude)
-        progress.line(f"  {len(plan.distributions)} distributions in the sidecar, {len(plan.shared)} shared")
-    details["sidecar"] = plan
-    if options.tool == "pyinstaller":  # the same declaration: what no build ships, PyInstaller leaves out
-        return BuildInputs(python=str(env.python), data_files=data, sidecar=plan), details
-    with progress.step("standard-library modules the sidecar needs"):
-        modules = stdlib_closure(env, options, plan, facts, cache=cache)
-    sidecar_dir = None
-    if stage_sidecar:
-        sidecar_dir = options.build_path / SIDECAR_DIR_NAME
-        with progress.step("copy the sidecar"):
-            report = materialize(plan, facts, sidecar_dir, options.sidecar_trim)
-            progress.line(f"  {report.files} files, {report.bytes / 2**20:.0f} MiB "
-                          f"(trimmed {report.trimmed_bytes / 2**20:.0f} MiB)")
-        with progress.step("strip the sidecar's libraries"):
-            stripped = strip_folder(sidecar_dir, strip_plan(options.platform, options.sidecar_strip),
-                                    lambda command: run(command, what="strip"))
-            progress.line(f"  {strip_summary(stripped)}")
-            details["sidecar_strip"] = stripped
-        with progress.step("byte-compile the sidecar"):
-            byte_compile(env, sidecar_dir)
-            details["sidecar_sourceless"] = drop_sources(plan, facts, sidecar_dir, options.sidecar_keep_sources)
-        details["sidecar_files"] = report
-    inputs = BuildInputs(python=str(env.python), data_files=data, sidecar=plan, sidecar_dir=sidecar_dir,
-                         stdlib_modules=tuple(modules))
-    return inputs, details
+def stage_sidecar(options: BuildOptions, env: BuildEnv, inputs: BuildInputs, details: dict[str, Any],
+                  progress: Progress) -> None:
+    """Create the planned sidecar folder: copy the distributions, strip their libraries, byte-compile them
+    and drop the sources that are not kept; what each step did goes into ``details``."""
+    assert inputs.sidecar is not None and inputs.sidecar_dir is not None
+    with progress.step("copy the sidecar"):
+        report = materialize(inputs.sidecar, details["facts"], inputs.sidecar_dir, options.sidecar_trim)
+        progress.line(f"  {report.files} files, {report.bytes / 2**20:.0f} MiB "
+                      f"(trimmed {report.trimmed_bytes / 2**20:.0f} MiB)")
+    with progress.step("strip the sidecar's libraries"):
+        stripped = strip_folder(inputs.sidecar_dir, strip_plan(options.platform, options.sidecar_strip),
+                                lambda command: run(command, what="strip"))
+        progress.line(f"  {strip_summary(stripped)}")
+        details["sidecar_strip"] = stripped
+    with progress.step("byte-compile the sidecar"):
+        byte_compile(env, inputs.sidecar_dir)
+        details["sidecar_sourceless"] = drop_sources(inputs.sidecar, details["facts"], inputs.sidecar_dir,
+                                                     options.sidecar_keep_sources)
+    details["sidecar_files"] = report
 
 
 def byte_compile(env: BuildEnv, folder: Path) -> None:
     # unchecked-hash: valid whatever the files' mtimes become after copying or unpacking, never rewritten
     run([str(env.python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
          str(folder)], check=False, what="compileall")
-
-
-def planned_environment(options: BuildOptions, environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables the tool run gets on top of the caller's; flags the caller set come last and win."""
-    planned = nuitka_environment(options)
-    return {key: f"{value} {environ[key]}" if environ.get(key) else value for key, value in planned.items()}
-
-
-def command_line(command: list[str], variables: Mapping[str, str], platform_name: str) -> str:
-    """The command as one shell line, with its environment, for the platform's shell."""
-    if platform_name == "windows":
-        return "".join(f"set {key}={value}&& " for key, value in variables.items()) + " ".join(command)
-    return " ".join([*(f"{key}={shlex.quote(value)}" for key, value in variables.items()), shlex.join(command)])
-
-
-def planned_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
-    return nuitka_command(options, inputs) if options.tool == "nuitka" else pyinstaller_command(options, inputs)
 
 
 def tool_version(env: BuildEnv, tool: str) -> str:
@@ -187,14 +103,19 @@ def collect_artifact(options: BuildOptions) -> Path:
 
 
 def carried_patches(options: BuildOptions, env: BuildEnv, log: Callable[[str], None]) -> dict[str, str]:
-    """Apply the patches carried against Nuitka to the isolated build env; {patch: applied|missing}."""
+    """Apply the patches carried against Nuitka to the isolated build env; {patch: applied|missing|stock}."""
     if options.tool != "nuitka":
         return {}
+    patches = carried()
+    if not options.nuitka_patches:
+        log(f"  stock Nuitka (nuitka-patches = false): {len(patches)} carried patches not applied; "
+            "docs/licence.md and docs/benchmarks.md say what each costs")
+        return {patch.name: "stock" for patch in patches}
     if not env.isolated:
-        for patch in PATCHES:
+        for patch in patches:
             log(f"  warning: nuitka patch {patch.name} not applied (isolated = false leaves your Nuitka alone): "
-                f"{patch.why}")
-        return {patch.name: "missing" for patch in PATCHES}
+                f"{patch.subject}")
+        return {patch.name: "missing" for patch in patches}
     version = pinned_versions(requirements({}, options)).get("nuitka")  # the build requirements' pin
     nuitka = f"nuitka=={version}" if version else "nuitka"
 
@@ -203,8 +124,8 @@ def carried_patches(options: BuildOptions, env: BuildEnv, log: Callable[[str], N
              "--no-deps", nuitka], log_path=env.path.parent / f"{env.key}-nuitka-reinstall.log",
             what=f"pip install --force-reinstall {nuitka} (restoring Nuitka's sources to re-patch them)")
 
-    patch_build_env(env.python, log=lambda line: log(f"  {line}"), reinstall=reinstall)
-    return {patch.name: "applied" for patch in PATCHES}
+    patch_build_env(env.python, log=lambda line: log(f"  {line}"), reinstall=reinstall, patches=patches)
+    return {patch.name: "applied" for patch in patches}
 
 
 def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
@@ -216,7 +137,9 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Pr
         patches = carried_patches(options, env, progress.line)
     env_seconds = time.perf_counter() - wall_started
     options.build_path.mkdir(parents=True, exist_ok=True)
-    inputs, details = prepare_inputs(options, env, stage_sidecar=options.tool == "nuitka", progress=progress)
+    inputs, details = plan_inputs(options, env, progress=progress)
+    if options.tool == "nuitka":
+        stage_sidecar(options, env, inputs, details, progress)
     details["nuitka_patches"] = patches
     result, command, variables = run_tool(options, env, inputs, progress)
     with progress.step("collect the artifact"):

@@ -46,9 +46,18 @@ def requirements(pyproject: dict[str, Any], options: BuildOptions) -> list[str]:
     return runtime + list(options.build_requirements or DEFAULT_BUILD_REQUIREMENTS)
 
 
-def env_key(requirement_list: list[str], python_version: tuple[int, ...] = sys.version_info[:3]) -> str:
-    text = json.dumps({"python": list(python_version), "requirements": sorted(requirement_list)})
+def env_key(requirement_list: list[str], python_version: tuple[int, ...] = sys.version_info[:3],
+            patches: str = "") -> str:
+    """The env's name: its Python, its exact requirements, and the Nuitka patches applied to it (their
+    files' hash; "stock" for none), so that a changed patch gets a fresh, pristine Nuitka to apply to."""
+    text = json.dumps({"python": list(python_version), "requirements": sorted(requirement_list), "patches": patches})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def patches_key(options: BuildOptions) -> str:
+    from compile.nuitka_patches import series_digest
+
+    return series_digest() if options.nuitka_patches else "stock"
 
 
 def _paths(folder: Path) -> tuple[Path, Path]:
@@ -72,7 +81,7 @@ def current_env() -> BuildEnv:
 
 def planned_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
     """Where the isolated build env for these options lives (nothing is created)."""
-    key = env_key(requirements(pyproject, options))
+    key = env_key(requirements(pyproject, options), patches=patches_key(options))
     folder = env_root(options) / key
     python, bin_dir = _paths(folder)
     return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
@@ -108,8 +117,7 @@ def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any],
     wanted = requirements(pyproject, options)
     log(f"build env: creating {folder} ({len(wanted)} requirements; torch alone takes a few minutes)")
     shutil.rmtree(folder, ignore_errors=True)
-    log = folder.with_suffix(".log")
-    run([sys.executable, "-m", "venv", str(folder)], log_path=log, what="python -m venv")
+    run([sys.executable, "-m", "venv", str(folder)], log_path=folder.with_suffix(".log"), what="python -m venv")
     try:
         run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wanted],
             log_path=folder.parent / f"{env.key}-pip.log", what="pip install into the build env")

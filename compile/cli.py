@@ -61,8 +61,10 @@ def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
 
 def subcommand(commands: Any, name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
     epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples) if examples else None
-    return commands.add_parser(name, help=summary, description=f"{summary}.\n\n{description}", epilog=epilog,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}", epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +131,7 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, key, None) for key in keys if getattr(args, key, None) is not None}
 
 
-def options_for(args: argparse.Namespace, variant: str, platform: PlatformName) -> tuple[BuildOptions, dict]:
+def options_for(args: argparse.Namespace, variant: str, platform: PlatformName) -> tuple[BuildOptions, dict[str, Any]]:
     root = args.project.resolve()
     pyproject = load_pyproject(root)
     options = resolve_options(project_root=root, platform=platform, variant=variant, pyproject=pyproject,
@@ -200,8 +202,8 @@ def display_path(path: Path, root: Path) -> str:
 def command_plan(args: argparse.Namespace) -> int:
     """Print the options and the exact command a build would run. Creates nothing: the facts come from
     the build env when it exists, else from this interpreter's environment (and the output says so)."""
-    from compile.build import command_line, planned_command, planned_environment, prepare_inputs
     from compile.buildenv import current_env, is_complete, planned_env
+    from compile.plan import command_line, plan_inputs, planned_command, planned_environment
 
     variant = MODE_ALIASES.get(args.mode) or check_variant(args.mode)
     platform = check_platform(args.platform) if args.platform else current_platform()
@@ -217,7 +219,7 @@ def command_plan(args: argparse.Namespace) -> int:
         print(f"# the build env {env.path} is not created yet (the first build creates it): sidecar and "
               "stdlib lists computed from this environment")
         env = current_env()
-    inputs, _ = prepare_inputs(options, env, stage_sidecar=False, cache=False)
+    inputs, _ = plan_inputs(options, env, cache=False)
     command = planned_command(options, inputs)
     if not native:
         command[0] = "python"

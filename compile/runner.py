@@ -1,5 +1,8 @@
-"""The only module that starts processes for a build: streams the tool's output to the console and
-a log file, measures wall and CPU time, and on failure names the log and shows its last lines."""
+"""The only module of ``compile`` that starts processes: :func:`run` streams a build tool's output to the
+console and a log file, measures wall and CPU time, and on failure names the log and shows its last
+lines; :func:`capture` returns a short command's output; :func:`query` asks a question whose failure is
+an answer (a tool that is not installed, a git checkout that is not one); :func:`spawn` starts a
+program to watch while it runs (``compile.repro``)."""
 
 from __future__ import annotations
 
@@ -99,3 +102,27 @@ def tool_env(bin_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str,
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
     return env
+
+
+@dataclass(frozen=True)
+class Answer:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def query(command: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+          timeout: float = 60) -> Answer | None:
+    """Run a short command and return what it said; None when it cannot be started or times out."""
+    try:
+        completed = subprocess.run(list(command), cwd=cwd, env=dict(env) if env is not None else None,
+                                   capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Answer(completed.returncode, completed.stdout, completed.stderr)
+
+
+def spawn(command: Sequence[str], *, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Start a program whose stdout is read line by line while it runs (stderr is discarded)."""
+    return subprocess.Popen(list(command), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            stdin=subprocess.DEVNULL)

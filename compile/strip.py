@@ -144,7 +144,7 @@ class StripReport:
         return self.bytes_before - self.bytes_after
 
 
-Runner = Callable[[Sequence[str]], None]
+Runner = Callable[[Sequence[str]], object]  # what it returns is not used
 
 
 def strip_folder(folder: Path, plan: StripPlan, run: Runner, which: Callable[[str], str | None] = shutil.which

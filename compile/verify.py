@@ -10,6 +10,7 @@ the exception the server logged.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ class Verifier:
             mode = self.artifact.variant.name
             if self.record(scenario.title, "ready line", lambda: checks.ready_line(process, mode)):
                 for name, check in scenario.checks:  # every check runs: each failure is reported
-                    self.record(scenario.title, name, lambda check=check: check(process))  # type: ignore[misc]
+                    self.record(scenario.title, name, functools.partial(check, process))
             self.record(scenario.title, "graceful shutdown", lambda: checks.shutdown(process))
         finally:
             if process.popen.poll() is None:

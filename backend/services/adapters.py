@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import time
 from pathlib import Path
@@ -43,10 +44,10 @@ class AdapterStore:
         )
         return self.get(adapter_id)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         return self.store.query("SELECT * FROM adapters ORDER BY created_at")
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return [row["id"] for row in self.list()]
 
     def get(self, adapter_id: str, field: str | None = None) -> dict[str, Any]:

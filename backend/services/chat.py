@@ -34,6 +34,9 @@ SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "a
 ALLOWED_SHAPES = ("one of {'text'}, {'prompt', 'completion'}, {'instruction', 'output', 'input'?}, "
                   "{'messages': [{'role', 'content'}]} or {'conversations': [{'from', 'value'}]}")
 IGNORE = -100  # a label that contributes nothing to the loss
+SHAPE_KEYS: tuple[tuple[Shape, tuple[str, ...]], ...] = (
+    ("messages", ("messages",)), ("sharegpt", ("conversations",)), ("text", ("text",)),
+    ("prompt_completion", ("prompt", "completion")), ("alpaca", ("instruction", "output")))
 
 # For a model whose tokenizer has no chat template: the instruction format this backend used before
 # chat templates, extended to system and multi-turn conversations. Documented in the protocol.
@@ -84,7 +87,7 @@ def _turns(items: Any, name: str, role_key: str, content_key: str, roles: Mappin
         if not isinstance(item, dict):
             raise RecordError(f"{name}[{position}] must be an object with {role_key!r} and {content_key!r}")
         role = item.get(role_key)
-        if role not in roles:
+        if not isinstance(role, str) or role not in roles:
             raise RecordError(f"{name}[{position}].{role_key} must be one of {', '.join(sorted(roles))}")
         content = item.get(content_key)
         if not isinstance(content, str):
@@ -99,9 +102,7 @@ def record_shape(value: Any) -> Shape:
     """The shape of a record; RecordError saying what is wrong when it has none."""
     if not isinstance(value, dict):
         raise RecordError(f"expected a JSON object, got {type(value).__name__}")
-    present = [shape for shape, keys in (("messages", ("messages",)), ("sharegpt", ("conversations",)),
-                                         ("text", ("text",)), ("prompt_completion", ("prompt", "completion")),
-                                         ("alpaca", ("instruction", "output"))) if all(key in value for key in keys)]
+    present: list[Shape] = [shape for shape, keys in SHAPE_KEYS if all(key in value for key in keys)]
     if len(present) > 1:
         raise RecordError(f"the record mixes shapes ({', '.join(present)}): records need {ALLOWED_SHAPES}")
     if not present:

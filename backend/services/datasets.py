@@ -10,6 +10,7 @@ removed at the next start (:meth:`backend.services.data_dir.DataDir.sweep`).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -38,7 +39,7 @@ COLUMNS = "id, records, bytes, created_at, formats"
 @dataclass(frozen=True)
 class ValidationReport:
     records: int
-    errors: list[str]
+    errors: builtins.list[str]
     formats: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -57,7 +58,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def validate_jsonl(path: Path, max_lines: int) -> ValidationReport:
-    errors: list[str] = []
+    errors: builtins.list[str] = []
     records = 0
     formats: set[str] = set()
     for number, raw in _lines(path):
@@ -117,7 +118,7 @@ class DatasetStore:
         formats = row.get("formats")
         return {**row, "source": "uploaded", "formats": formats.split(",") if formats else None}
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         uploaded = self.store.query(f"SELECT {COLUMNS} FROM datasets ORDER BY id")
         return [self._sample(), *(self._row(row) for row in uploaded)]
 
@@ -131,7 +132,7 @@ class DatasetStore:
                         listed_at="/api/datasets")
         return self._row(row)
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return [row["id"] for row in self.list()]
 
     def path_of(self, dataset_id: str) -> Path:
@@ -181,7 +182,7 @@ class DatasetStore:
             temp.unlink(missing_ok=True)
         return self.get(name)
 
-    def delete(self, dataset_id: str, in_use_by: list[str]) -> None:
+    def delete(self, dataset_id: str, in_use_by: builtins.list[str]) -> None:
         if dataset_id == SAMPLE_DATASET_ID:
             raise Conflict(f"dataset {dataset_id!r} is bundled with the app and cannot be deleted")
         path = self.path_of(dataset_id)

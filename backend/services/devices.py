@@ -59,7 +59,8 @@ def device_facts() -> DeviceFacts:
         cuda_bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         cuda_memory_bytes=int(torch.cuda.get_device_properties(0).total_memory) if cuda else None,
         mps=mps,
-        mps_bf16=bool(mps and hasattr(mps_backend, "is_macos_or_newer") and mps_backend.is_macos_or_newer(14, 0)),
+        mps_bf16=bool(mps and mps_backend is not None and hasattr(mps_backend, "is_macos_or_newer")
+                      and mps_backend.is_macos_or_newer(14, 0)),
         torch_cuda=getattr(torch.version, "cuda", None),
     )
 

@@ -22,9 +22,9 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from backend import faults
 from backend.errors import InsufficientMemory, InvalidInput
 from backend.safe_io import check_tree_unlinked
 from backend.services import chat
@@ -155,7 +155,7 @@ class InferenceService:
             raise InsufficientMemory(
                 f"model {model['id']} needs about {needed / 2**30:.1f} GiB in {dtype} on {device} and "
                 f"{available / 2**30:.1f} GiB is available: free memory, or use a smaller model")
-        folder = Path(model["path"])
+        folder = self.models.folder(model)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
         try:
             network = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype),
@@ -202,12 +202,12 @@ class InferenceService:
             started = time.perf_counter()
             loaded = self._load(model, adapter, request.device)
 
-            class StopWhenCancelled(StoppingCriteria):
+            class StopWhenCancelled(StoppingCriteria):  # type: ignore[misc]  # transformers is Any to mypy here
                 def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                     return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
                                       device=input_ids.device)
 
-            class ToChannel(TextStreamer):
+            class ToChannel(TextStreamer):  # type: ignore[misc]  # transformers is Any to mypy here
                 def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
                     if text and channel is not None:
                         channel.put(text)
@@ -258,7 +258,7 @@ class InferenceService:
             if needed > available_memory("cpu"):
                 raise InsufficientMemory(f"merging into {base['id']} needs about {needed / 2**30:.1f} GiB in {dtype}; "
                                          "free memory and retry")
-            folder = Path(base["path"])
+            folder = self.models.folder(base)
             network = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), trust_remote_code=False,
                                                            local_files_only=True)
             merged = PeftModel.from_pretrained(network, self.adapters.folder(adapter)).merge_and_unload()
@@ -268,6 +268,7 @@ class InferenceService:
             merged.save_pretrained(staging)
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False, local_files_only=True)
             tokenizer.save_pretrained(staging)
+            faults.check("merge-stall")
             check_tree_unlinked(self.data_dir.root, staging)
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)

@@ -15,6 +15,7 @@ row change is written together with the event that announces it.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import shutil
 import sqlite3
@@ -64,7 +65,7 @@ class JobManager:
         self._unrecorded: dict[str, tuple[JobStatus, dict[str, Any]]] = {}  # final states the database refused
 
     # -- startup / shutdown ------------------------------------------------------------------------
-    def recover(self) -> list[str]:
+    def recover(self) -> builtins.list[str]:
         """Mark jobs left ``running`` by a previous server as ``interrupted``; start the queue. Only the
         data dir's one owner runs this (:func:`backend.services.data_dir.claim`)."""
         moved = [job["id"] for job in self.store.list_jobs() if job["status"] == JobStatus.RUNNING]
@@ -78,7 +79,7 @@ class JobManager:
         self.scheduler.shutdown()
 
     # -- queries -----------------------------------------------------------------------------------
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         self._flush_unrecorded()
         return [self._overlay(job) for job in self.store.list_jobs()]
 
@@ -109,10 +110,10 @@ class JobManager:
                 log.info("recorded the final state of job %s (%s)", job_id, status)
                 self.notifier.notify(job_id)
 
-    def events_after(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
+    def events_after(self, job_id: str, after_seq: int) -> builtins.list[dict[str, Any]]:
         return self.store.events_after(job_id, after_seq)
 
-    def active_jobs_using(self, *, dataset: str | None = None, model: str | None = None) -> list[str]:
+    def active_jobs_using(self, *, dataset: str | None = None, model: str | None = None) -> builtins.list[str]:
         return [job["id"] for job in self.list()
                 if job["status"] in ACTIVE
                 and (dataset is None or job["config"]["dataset"] == dataset)

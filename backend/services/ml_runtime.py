@@ -44,5 +44,9 @@ def sidecar_modules(folders: Iterable[Path] | None = None) -> list[str]:
     roots = [str(folder) + os.sep for folder in (installed if folders is None else folders)]
     if not roots:
         return []
-    return sorted(name for name, module in list(sys.modules.items())
-                  if isinstance(getattr(module, "__file__", None), str) and module.__file__.startswith(tuple(roots)))
+    found = []
+    for name, module in list(sys.modules.items()):
+        location = getattr(module, "__file__", None)
+        if isinstance(location, str) and location.startswith(tuple(roots)):
+            found.append(name)
+    return sorted(found)

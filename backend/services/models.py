@@ -9,6 +9,7 @@ with it (``resources/models/tiny-llama.facts.json``).
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 from backend.errors import Conflict, InvalidInput, NotFound
 from backend.names import check_name, name_key
+from backend.safe_io import confined
 from backend.services.job_config import ModelChoice
 from backend.services.model_folder import FolderSummary, NotAModelFolder, inspect_folder
 from backend.services.model_probe import ModelProber, portable
@@ -46,11 +48,11 @@ class ModelRegistry:
         return {"id": BUNDLED_MODEL_ID, "path": str(self.resources.bundled_model_dir),
                 "architecture": facts["model_type"], "source": "bundled", "created_at": None}
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         rows = self.store.query(f"SELECT {MODEL_COLUMNS} FROM models ORDER BY id")
         return [self._bundled(), *rows]
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return [row["id"] for row in self.list()]
 
     def get(self, model_id: str, field: str | None = None) -> dict[str, Any]:
@@ -70,10 +72,19 @@ class ModelRegistry:
         return {**model, "details": _details(facts) if facts else None}
 
     # -- facts -------------------------------------------------------------------------------------
+    def folder(self, model: dict[str, Any]) -> Path:
+        """A model's folder for reading: one the server made (a merge, in the data dir) is proven to have
+        no symbolic link on the way; one the user registered is theirs to arrange."""
+        path = Path(model["path"])
+        root = self.merged_folder.parent
+        if path.is_relative_to(root):
+            return confined(root, *path.relative_to(root).parts, field="model")
+        return path
+
     def summary(self, model: dict[str, Any]) -> FolderSummary:
         """The folder as it is now (it is the user's: it may have changed or gone since registration)."""
         try:
-            return inspect_folder(Path(model["path"]), shown=model["id"])
+            return inspect_folder(self.folder(model), shown=model["id"])
         except NotAModelFolder as exc:
             raise InvalidInput(f"the folder of model {model['id']!r} is gone or no longer a model folder "
                                f"({model['path']}): register it again", field="model") from exc
@@ -162,7 +173,7 @@ class ModelRegistry:
         )
         return self.describe(self.get(model_id))
 
-    def delete(self, model_id: str, in_use_by: list[str]) -> None:
+    def delete(self, model_id: str, in_use_by: builtins.list[str]) -> None:
         model = self.get(model_id)
         if model["source"] == "bundled":
             raise Conflict(f"model {model_id!r} is bundled with the app and cannot be removed")
@@ -171,8 +182,11 @@ class ModelRegistry:
         self.store.execute("DELETE FROM models WHERE id = ?", (model_id,))
         # Registered folders belong to the user: only folders we created by merging are deleted.
         path = Path(model["path"])
-        if model["source"] == "merged" and path.parent == self.merged_folder and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+        if model["source"] == "merged" and path.parent == self.merged_folder:
+            if path.is_symlink():  # planted: the link goes, never what it points to
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _details(facts: dict[str, Any]) -> dict[str, Any]:

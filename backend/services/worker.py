@@ -137,13 +137,13 @@ def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop
     threading.Thread(target=_watch_server, args=(server_pid, conn), name="server-watch", daemon=True).start()
     faults.check("worker-start")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
-    from backend.services.training import Trainee, TrainingSpec, run_training
+    from backend.services.training import StopRequest, Trainee, TrainingSpec, run_training
 
     reporter = Reporter(conn)
     prompt = PromptStop(reporter, cancel, stop)
     threading.Thread(target=prompt.watch, name="prompt-stop", daemon=True).start()
 
-    def stop_requested() -> str | None:
+    def stop_requested() -> StopRequest:
         if cancel.is_set():
             return "cancel"
         if stop.is_set():
@@ -154,7 +154,7 @@ def worker_main(spec_data: dict[str, Any], conn: Connection, cancel: Event, stop
         prompt.trainee = trainee
 
     try:
-        outcome = run_training(TrainingSpec.from_dict(spec_data), reporter.emit, stop_requested,  # type: ignore[arg-type]  # Literal
+        outcome = run_training(TrainingSpec.from_dict(spec_data), reporter.emit, stop_requested,
                                release=release_loading_memory if release_memory else None, on_trainee=adopt)
         with reporter.lock:
             prompt.finished.set()

@@ -55,6 +55,10 @@ def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     # bytecode-trigger-modules lets Nuitka 4.3 build that.
     command += [f"--noinclude-custom-mode={name}:bytecode" for name in options.bytecode_modules]
     command += [f"--python-flag={flag}" for flag in options.python_flags]
+    if not options.nuitka_patches:
+        # Stock Nuitka 4.3.3 crashes on a bytecode-demoted namespace's trigger module found in a warm bytecode
+        # cache (Nuitka#4054; carried patch 0004-bytecode-trigger-modules): a stock build does without that cache.
+        command.append("--disable-cache=bytecode")
     command += nuitka_data_args(list(inputs.data_files))
     if options.onefile:
         command += [

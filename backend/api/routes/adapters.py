@@ -38,7 +38,11 @@ async def delete_adapter(adapter_id: AdapterPath, request: Request, adapters: Ad
 async def merge_adapter(adapter_id: AdapterPath, body: AdapterMerge, request: Request, inference: InferenceDep,
                         services: ServicesDep) -> Any:
     """Waits for the model like a generation does (the same queue), then merges in a thread."""
-    await read(request, lambda: (services.adapters.get(adapter_id), services.models.check_new_id(body.name)))
+    def check() -> None:
+        services.adapters.get(adapter_id)
+        services.models.check_new_id(body.name)
+
+    await read(request, check)
     try:
         ticket = await services.admission.enter(gone=lambda: disconnected(request))
     except ClientGone:

@@ -49,8 +49,8 @@ def sse_message(seq: int, event: str, data: dict[str, Any]) -> str:
                                         resume=("resume_job_api_jobs__job_id__resume_post", "job_id"))),
     **errors(400, 409, 413, 422, 507),
 })
-async def create_job(body: JobCreate, request: Request, jobs: JobsDep) -> dict[str, Any]:  # type: ignore[valid-type]
-    return await work(request, jobs.create, body.model_dump())  # type: ignore[attr-defined]
+async def create_job(body: JobCreate, request: Request, jobs: JobsDep) -> dict[str, Any]:
+    return await work(request, jobs.create, body.model_dump())
 
 
 @router.get("", response_model=None, responses=ok("Job", many=True))

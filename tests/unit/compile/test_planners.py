@@ -131,7 +131,7 @@ def test_bytecode_packages_are_included_whole_and_modules_only_demoted(project: 
 ])
 def test_c_flags_reach_nuitka_as_cflags(project: Path, platform: str, variant: str, c_flags: list[str],
                                         environ: dict[str, str], expected: dict[str, str]) -> None:
-    from compile.build import planned_environment
+    from compile.plan import planned_environment
 
     assert planned_environment(options_for(project, platform, variant, c_flags=c_flags), environ) == expected
 
@@ -142,6 +142,6 @@ def test_c_flags_reach_nuitka_as_cflags(project: Path, platform: str, variant: s
     ("windows", {"CFLAGS": "/O1"}, "set CFLAGS=/O1&& python -m nuitka a b.py"),
 ])
 def test_command_line_carries_the_environment(platform: str, variables: dict[str, str], expected: str) -> None:
-    from compile.build import command_line
+    from compile.plan import command_line
 
     assert command_line(["python", "-m", "nuitka", "a b.py"], variables, platform) == expected
