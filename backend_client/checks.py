@@ -267,12 +267,14 @@ Check = Callable[[BackendProcess], str]
 
 @dataclass(frozen=True)
 class Scenario:
-    """A fresh server (``data_dir``: a key; scenarios with the same key share a data dir, in order),
-    a sequence of named checks, then a graceful shutdown."""
+    """Self-contained: ``prepare`` runs first on a server of its own (what the scenario needs to exist, such
+    as a trained adapter), which then stops; then a fresh server on the same data dir (``data_dir``: a key,
+    one per scenario) runs the named checks and stops gracefully."""
 
     title: str
     data_dir: str
     checks: tuple[tuple[str, Check], ...] = field(default_factory=tuple)
+    prepare: tuple[tuple[str, Check], ...] = field(default_factory=tuple)
 
 
 def first_use_scenarios(mode: str, *, manifest: Sequence[dict[str, Any]] = (), sidecar: bool = False,
@@ -302,8 +304,8 @@ def first_use_scenarios(mode: str, *, manifest: Sequence[dict[str, Any]] = (), s
             ("training (first use)", lambda p: train(p, adapter="verify-adapter")),
             ("generate with adapter", lambda p: generate(p, adapter="verify-adapter")),
         )),
-        Scenario("merge first", "d", (
-            ("merge (first use)", lambda p: merge(p, adapter="verify-adapter", name="verify-merged")),
+        Scenario("merge first", "e", (
+            ("merge (first use)", lambda p: merge(p, adapter="merge-adapter", name="verify-merged")),
             ("generate from merged", lambda p: generate(p, model="verify-merged")),
-        )),
+        ), prepare=(("training (to merge)", lambda p: train(p, adapter="merge-adapter", steps=2)),)),
     ]

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backend_client import checks
-from backend_client.checks import CheckFailed, Scenario
-from backend_client.manager import BackendProcess
+from backend_client.checks import Check, CheckFailed, Scenario
+from backend_client.manager import BackendProcess, LaunchSpec
 from compile.artifacts import Artifact, locate
 from compile.datafiles import MANIFEST_NAME, load_manifest
 from compile.results import write_json_atomic
@@ -59,13 +59,19 @@ class Verifier:
     def run_scenario(self, scenario: Scenario) -> None:
         self.log(f" {scenario.title}:")
         spec = self.artifact.launch_spec(self.scratch / scenario.data_dir, ready_timeout_s=READY_TIMEOUT_S)
+        if scenario.prepare:
+            self.run_server(scenario, spec, scenario.prepare, "prepared")
+        self.run_server(scenario, spec, scenario.checks, "graceful shutdown")
+
+    def run_server(self, scenario: Scenario, spec: LaunchSpec, named_checks: tuple[tuple[str, Check], ...],
+                   stop_name: str) -> None:
         process = BackendProcess(spec)
         try:
             mode = self.artifact.variant.name
             if self.record(scenario.title, "ready line", lambda: checks.ready_line(process, mode)):
-                for name, check in scenario.checks:  # every check runs: each failure is reported
+                for name, check in named_checks:  # every check runs: each failure is reported
                     self.record(scenario.title, name, functools.partial(check, process))
-            self.record(scenario.title, "graceful shutdown", lambda: checks.shutdown(process))
+            self.record(scenario.title, stop_name, lambda: checks.shutdown(process))
         finally:
             if process.popen.poll() is None:
                 process.stop(timeout=2, via_http=False)

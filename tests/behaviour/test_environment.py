@@ -17,6 +17,8 @@ from backend_client import checks
 from tests.support import RunningBackends, Target
 from tests.support.jobs_api import create_job, wait_status
 
+pytestmark = pytest.mark.slow  # a server start per variable
+
 FINAL = ("completed", "cancelled", "failed", "interrupted")
 
 # name: (changes to the environment, whether a source run is affected by design)

@@ -15,20 +15,18 @@ from tests.support import TINY_MODEL, RunningBackends, Target
 SCENARIOS = [scenario.title for scenario in checks.first_use_scenarios("any")]
 
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Data dirs shared by the scenarios that say so (train first, then merge first), in order."""
-    return tmp_path_factory.mktemp("first-use")
-
-
 @pytest.mark.parametrize("title", SCENARIOS)
-def test_first_use(title: str, backends: RunningBackends, target: Target, scratch: Path) -> None:
+def test_first_use(title: str, backends: RunningBackends, target: Target, tmp_path: Path) -> None:
+    """Each scenario on its own: what it needs is prepared by a server of its own, which stops first."""
     scenario = next(s for s in target.scenarios() if s.title == title)
-    _, server = backends.start(scratch / scenario.data_dir)
-    checks.ready_line(server, target.variant.name)
-    for _, check in scenario.checks:
-        check(server)
-    checks.shutdown(server)
+    for named_checks in (scenario.prepare, scenario.checks):
+        if not named_checks:
+            continue
+        _, server = backends.start(tmp_path / scenario.data_dir)
+        checks.ready_line(server, target.variant.name)
+        for _, check in named_checks:
+            check(server)
+        checks.shutdown(server)
 
 
 def test_register_a_model_first_then_generate_from_it(backends: RunningBackends, tmp_path: Path) -> None:

@@ -111,19 +111,6 @@ def test_size_and_eviction(tmp_path: Path) -> None:
     assert evict([tmp_path]) == 2
 
 
-@pytest.mark.integration
-def test_startup_of_the_real_source_backend(tmp_path: Path) -> None:
-    from backend_client.manager import REPO_ROOT
-    from benchmarks.measure.launch import launch, stop
-
-    running = launch((sys.executable, "-m", "backend"), cwd=REPO_ROOT, data_dir=tmp_path)
-    try:
-        assert 0.05 < running.startup_s < 30
-        assert running.memory().pss > 10 * 1024**2
-    finally:
-        assert stop(running) < 5
-
-
 def test_the_unreleased_launch_turns_the_release_off_and_records_its_idle_pss(tmp_path: Path, monkeypatch) -> None:
     """What the server is told (the setting's variable set to 0) and where the figure goes; a launch
     that fails is an error of that metric, not a sample."""

@@ -1,0 +1,111 @@
+"""``python -m tests [TIER ...]``: the test tiers, each a list of commands, run in order with its wall time.
+
+    python -m tests            every tier CI runs: fast, builds, suite, bench (what proves the product)
+    python -m tests fast       lint, types, unit tests and the behaviour suite against source (= ruff, mypy,
+                               plain ``pytest``)
+    python -m tests builds     the Nuitka standalone and onefile and the PyInstaller onedir baseline built,
+                               ``compile verify`` on each, and the build tests (mutations of a build)
+    python -m tests suite      the behaviour suite against each build in dist/
+    python -m tests bench      the benchmarks against the committed baseline, and the gate
+    python -m tests nightly    what does not fit CI's hour: the suite against the other variants, the
+                               reproducers of the Nuitka patches, a long schemathesis run, the memory-safety
+                               check, the double build for reproducibility, the CUDA build (ci/nightly.yml)
+    python -m tests --list     the commands, without running them
+
+``.ci/run`` runs the same tiers as its stages. Exit code: the first failing command's (1 if none says).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+BENCH_BASELINE = "benchmarks/baseline/linux-x86_64.json"
+HISTORY = str(Path.home() / ".cache" / "peft-engine" / "benchmark-history.jsonl")
+CI_BUILDS = ("nuitka-standalone", "nuitka-onefile", "pyinstaller-onedir")  # built and tested by every CI run
+
+Command = list[str]
+TIERS: dict[str, list[Command]] = {
+    "fast": [
+        [PY, "-m", "ruff", "check", "."],
+        [PY, "-m", "mypy"],
+        [PY, "-m", "pytest", "-q"],  # its default selection: unit + the behaviour suite against source
+    ],
+    "builds": [
+        [PY, "-m", "compile", "doctor"],
+        [PY, "-m", "compile", "standalone"],
+        [PY, "-m", "compile", "onefile"],
+        [PY, "-m", "compile", "pyinstaller", "--onedir"],
+        *([PY, "-m", "compile", "verify", f"dist/{name}"] for name in CI_BUILDS),
+        [PY, "-m", "compile", "report", "dist/nuitka-standalone"],
+        [PY, "-m", "pytest", "-q", "-m", "build"],
+    ],
+    "suite": [
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-standalone"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-onefile", "-m", "not slow"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onedir", "-m", "not slow"],
+    ],
+    "bench": [
+        [PY, "-m", "benchmarks", "run", "--quick", "--baseline", BENCH_BASELINE, "--history", HISTORY],
+        [PY, "-m", "benchmarks", "report", "--baseline", BENCH_BASELINE, "--history", HISTORY],
+        [PY, "-m", "benchmarks", "compare", BENCH_BASELINE, "reports/results.json"],
+    ],
+    "nightly": [
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-onefile", "-m", "slow"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onedir", "-m", "slow"],
+        [PY, "-m", "compile", "pyinstaller", "--onefile"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onefile"],
+        [PY, "-m", "compile.repro"],
+        [PY, "scripts/memcheck.py"],
+        [PY, "scripts/reproducible.py"],
+        [PY, "scripts/schemathesis_long.py", "--artifact", "dist/nuitka-standalone"],
+    ],
+}
+DEFAULT = ("fast", "builds", "suite", "bench")
+
+
+def run_tier(name: str) -> int:
+    started = time.perf_counter()
+    print(f"=== tier {name} ===", flush=True)
+    for command in TIERS[name]:
+        shown = " ".join(part if part != PY else "python" for part in command)
+        print(f"--- $ {shown}", flush=True)
+        code = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        if code not in (0,):
+            print(f"=== tier {name}: FAILED ({shown} exited {code}) after {time.perf_counter() - started:.0f}s ===")
+            return code or 1
+    print(f"=== tier {name}: passed in {time.perf_counter() - started:.0f}s ===", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--list" in args:
+        for name in [a for a in args if a != "--list"] or TIERS:
+            print(f"{name}:")
+            for command in TIERS[name]:
+                print("  " + " ".join(part if part != PY else "python" for part in command))
+        return 0
+    unknown = [name for name in args if name not in TIERS]
+    if unknown:
+        print(f"unknown tier(s) {', '.join(unknown)}: use {', '.join(TIERS)}", file=sys.stderr)
+        return 2
+    timings = []
+    for name in args or DEFAULT:
+        started = time.perf_counter()
+        code = run_tier(name)
+        timings.append(f"{name} {time.perf_counter() - started:.0f}s")
+        if code:
+            print("tiers: " + ", ".join(timings))
+            return code
+    print("tiers: " + ", ".join(timings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
