@@ -14,10 +14,14 @@ from typing import Any
 
 ERROR_SCHEMA = "ErrorBody"
 ERROR_DESCRIPTIONS = {
-    400: "Invalid input: a reference to something that does not exist, a bad name or path, a body that is not JSON",
+    400: "The request breaks a rule no schema can state: a body that is not JSON, an uploaded file whose records "
+         "are not what the protocol describes, a path that is not a regular file",
     401: "Missing or wrong bearer token (checked before the body is read)",
-    404: "Not found",
-    409: "Conflict with the current state (a name in use, a job that is not running...)",
+    404: "Not found: what the path names, or what the body names (`field` says which), or a model folder at "
+         "the given path",
+    409: "Conflict with the state of what the request names: a name in use, a job that is not running, an "
+         "adapter trained on another model, a target module the model lacks, a model this server cannot train, "
+         "a device this machine lacks",
     413: "The body is larger than this route takes (checked before it is read), or the upload than the limit",
     422: "The request body or parameters do not match the schema",
     429: "Too many requests already wait for the model; retry after the seconds in Retry-After",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.errors import Conflict, InvalidInput, NotFound
+from backend.errors import Conflict, NotFound
 from backend.names import check_name, name_key
 from backend.safe_io import check_tree_unlinked
 from backend.services.data_dir import DataDir
@@ -54,9 +54,8 @@ class AdapterStore:
         row = self.store.query_one("SELECT * FROM adapters WHERE id = ?", (adapter_id,))
         if row is None:
             message = f"adapter {adapter_id!r} not found"
-            if field:  # referenced from a request body: bad input, not a missing resource
-                raise InvalidInput(message, field=field, allowed=self.ids(), listed_at="/api/adapters")
-            raise NotFound(message, allowed=self.ids(), listed_at="/api/adapters")
+            # referenced from a request body, ``field`` names it: 404 either way, as for a path
+            raise NotFound(message, field=field, allowed=self.ids(), listed_at="/api/adapters")
         return row
 
     def folder(self, adapter: dict[str, Any]) -> Path:

@@ -127,8 +127,7 @@ class DatasetStore:
             return self._sample()
         row = self.store.query_one(f"SELECT {COLUMNS} FROM datasets WHERE id = ?", (dataset_id,))
         if row is None:
-            error = InvalidInput if field else NotFound
-            raise error(f"dataset {dataset_id!r} not found", field=field or "dataset", allowed=self.ids(),
+            raise NotFound(f"dataset {dataset_id!r} not found", field=field or "dataset", allowed=self.ids(),
                         listed_at="/api/datasets")
         return self._row(row)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from backend.errors import InvalidInput
+from backend.errors import Conflict
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,7 @@ class DeviceFacts:
         return cls(**{key: value for key, value in data.items() if key in cls.__dataclass_fields__})
 
 
-class DeviceUnavailable(InvalidInput):
+class DeviceUnavailable(Conflict):
     code = "device_unavailable"
 
 
@@ -75,6 +75,20 @@ def choose_device(requested: str, facts: DeviceFacts) -> str:
                                 f"{', '.join(['auto', *facts.available()])}", field="device",
                                 allowed=["auto", *facts.available()])
     return requested
+
+
+def device_reason(requested: str, device: str, facts: DeviceFacts) -> str:
+    """Why ``device`` runs the work, in a sentence a user reads in /api/system and in a job: above all
+    why a GPU is not used when the build could use one."""
+    if requested != "auto":
+        return f"{device}: asked for"
+    if device != "cpu":
+        name = f" ({facts.cuda_name})" if device == "cuda" and facts.cuda_name else ""
+        return f"{device}{name}: the first available of cuda, mps, cpu"
+    if facts.torch_cuda is None:
+        return "cpu: this build's torch has no CUDA support (the CPU build), and no MPS device is available"
+    return (f"cpu: this build's torch supports CUDA {facts.torch_cuda}, but no CUDA device is available "
+            "(no NVIDIA GPU, or no driver for it)")
 
 
 def choose_dtype(requested: str, device: str, facts: DeviceFacts) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend import faults
-from backend.errors import InsufficientMemory, InvalidInput
+from backend.errors import Conflict, InsufficientMemory
 from backend.safe_io import check_tree_unlinked
 from backend.services import chat
 from backend.services.adapters import AdapterStore
@@ -117,11 +117,11 @@ class InferenceService:
         self._loaded: LoadedModel | None = None
 
     def check(self, request: GenerationRequest) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Validate references before any heavy work (raises InvalidInput naming the field)."""
+        """Validate references before any heavy work (404 or 409 naming the field)."""
         model = self.models.get(request.model, field="model")
         adapter = self.adapters.get(request.adapter, field="adapter") if request.adapter else None
         if adapter is not None and adapter["base_model"] != model["id"]:
-            raise InvalidInput(
+            raise Conflict(
                 f"adapter {adapter['id']!r} was trained on {adapter['base_model']!r}, not {model['id']!r}",
                 field="adapter", allowed=[adapter["base_model"]],
             )

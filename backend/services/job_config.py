@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, get_args, get_type_hints
 
-from backend.errors import InvalidInput
+from backend.errors import Conflict
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -65,8 +65,9 @@ class JobConfig:
     lora_alpha: int = field(metadata=requested("LoRA alpha (scale = alpha / r)", ge=1, le=1024))
     lora_dropout: float = field(metadata=requested("dropout on the LoRA input", ge=0.0, lt=1.0))
     learning_rate: float = field(metadata=requested("peak learning rate (AdamW)", gt=0.0, le=1.0))
-    max_steps: int | None = field(metadata=requested("optimizer steps; give this or epochs", ge=1, le=1_000_000))
-    epochs: float | None = field(metadata=requested("passes over the dataset; give this or max_steps",
+    max_steps: int | None = field(metadata=requested(
+        "optimizer steps; wins over epochs when both are given (as in transformers)", ge=1, le=1_000_000))
+    epochs: float | None = field(metadata=requested("passes over the dataset; ignored when max_steps is given",
                                                     gt=0.0, le=1000.0))
     total_steps: int  # from max_steps, or epochs over the dataset
     batch_size: int = field(metadata=requested("examples per step", ge=1, le=1024))
@@ -145,8 +146,6 @@ def resolve(request: Mapping[str, Any], *, adapter_name: str, model: ModelChoice
         value = request.get(name)
         return fallback if value is None else value
 
-    if request.get("max_steps") is not None and request.get("epochs") is not None:
-        raise InvalidInput("give either max_steps or epochs, not both", field="max_steps")
     targets = request.get("target_modules")
     if targets is not None:
         targets = check_target_modules(targets, model)
@@ -154,6 +153,8 @@ def resolve(request: Mapping[str, Any], *, adapter_name: str, model: ModelChoice
         targets = tuple(model.preset["target_modules"])
     batch_size = pick("batch_size", defaults["batch_size"])
     max_steps, epochs = request.get("max_steps"), request.get("epochs")
+    if max_steps is not None:
+        epochs = None  # max_steps wins, as in transformers' TrainingArguments: the config says what runs
     if max_steps is None and epochs is None:
         max_steps = defaults["max_steps"]
     return JobConfig(
@@ -178,7 +179,7 @@ def check_target_modules(targets: Sequence[str], model: ModelChoice) -> tuple[st
     if model.linear_modules is not None:
         unknown = [name for name in unique if name not in model.linear_modules]
         if unknown:
-            raise InvalidInput(
+            raise Conflict(
                 f"target module(s) {', '.join(unknown)} are not linear layers of model {model.id!r}",
                 field="target_modules", allowed=model.linear_modules,
             )

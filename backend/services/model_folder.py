@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from backend.errors import InvalidInput, PayloadTooLarge
+from backend.errors import Conflict, NotFound, PayloadTooLarge
 from backend.safe_io import NotARegularFile, read_bounded, regular_file_size
 
 CONFIG_LIMIT = 1 << 20
@@ -52,14 +52,16 @@ TORCH_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 WeightFormat = Literal["safetensors", "sharded-safetensors", "pickle", "sharded-pickle"]
 
 
-class NotAModelFolder(InvalidInput):
+class NotAModelFolder(NotFound):
+    """No model folder at the path, whatever the reason (404: nothing there this server can use)."""
+
     code = "not_a_model_folder"
 
     def __init__(self, path: str):
         super().__init__(NOT_A_MODEL_FOLDER.format(path=path[:300]), field="path")
 
 
-class UnsupportedModel(InvalidInput):
+class UnsupportedModel(Conflict):
     """A model folder that cannot be trained here; the message says why and what to do."""
 
     code = "unsupported_model"

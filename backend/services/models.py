@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.errors import Conflict, InvalidInput, NotFound
+from backend.errors import Conflict, NotFound
 from backend.names import check_name, name_key
 from backend.safe_io import confined
 from backend.services.job_config import ModelChoice
@@ -61,9 +61,8 @@ class ModelRegistry:
         row = self.store.query_one(f"SELECT {MODEL_COLUMNS} FROM models WHERE id = ?", (model_id,))
         if row is None:
             message = f"model {model_id!r} not found"
-            if field:  # referenced from a request body: that is bad input, not a missing resource
-                raise InvalidInput(message, field=field, allowed=self.ids(), listed_at="/api/models")
-            raise NotFound(message, allowed=self.ids(), listed_at="/api/models")
+            # referenced from a request body, ``field`` names it: 404 either way, as for a path
+            raise NotFound(message, field=field, allowed=self.ids(), listed_at="/api/models")
         return row
 
     def describe(self, model: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +85,7 @@ class ModelRegistry:
         try:
             return inspect_folder(self.folder(model), shown=model["id"])
         except NotAModelFolder as exc:
-            raise InvalidInput(f"the folder of model {model['id']!r} is gone or no longer a model folder "
+            raise Conflict(f"the folder of model {model['id']!r} is gone or no longer a model folder "
                                f"({model['path']}): register it again", field="model") from exc
 
     def _bundled_facts(self) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def test_a_model_that_needs_remote_code_is_refused_and_its_code_never_runs(serve
     marker = tmp_path / "remote-code-ran"
     folder = write_remote_code_model(tmp_path / "custom", marker)
     response = server.request("POST", "/api/models", {"name": "custom", "path": str(folder)}, timeout=300)
-    assert response.status == 400, response.summary()
+    assert response.status == 409, response.summary()
     assert "trust_remote_code" in response.json()["error"]["message"]
     assert not marker.exists(), "code from the model folder ran"
 
@@ -138,7 +138,7 @@ def test_a_model_that_needs_remote_code_is_refused_and_its_code_never_runs(serve
 def test_a_model_without_a_causal_head_is_refused_saying_so(server: BackendProcess, tmp_path: Path) -> None:
     response = server.request("POST", "/api/models", {"name": "encoder", "path": str(write_encoder_only(tmp_path / "b"))},
                               timeout=300)
-    assert response.status == 400 and "no causal language-model head" in response.json()["error"]["message"]
+    assert response.status == 409 and "no causal language-model head" in response.json()["error"]["message"]
 
 
 def test_a_tokenizer_the_build_cannot_load_is_a_4xx_naming_what_is_missing(server: BackendProcess,
@@ -147,7 +147,7 @@ def test_a_tokenizer_the_build_cannot_load_is_a_4xx_naming_what_is_missing(serve
     (folder / "tokenizer.json").unlink()
     (folder / "tokenizer.model").write_bytes(b"not a sentencepiece model")
     response = server.request("POST", "/api/models", {"name": "odd-tokenizer", "path": str(folder)}, timeout=300)
-    assert response.status == 400, response.summary()
+    assert response.status == 409, response.summary()
     assert "tokenizer" in response.json()["error"]["message"]
 
 
@@ -156,7 +156,7 @@ def test_a_pickle_that_would_run_code_is_never_unpickled(server: BackendProcess,
     folder = write_pickle_checkpoint(tmp_path / "trap", malicious_marker=marker)
     assert server.request("POST", "/api/models", {"name": "trap", "path": str(folder)}, timeout=300).status == 201
     answer = server.request("POST", "/api/generate", {"model": "trap", "prompt": "hi", "max_new_tokens": 2}, timeout=300)
-    assert answer.status == 400 and "weights-only" in answer.json()["error"]["message"], answer.summary()
+    assert answer.status == 409 and "weights-only" in answer.json()["error"]["message"], answer.summary()
     job = train(server, "trap", "messages")
     assert job["status"] == "failed" and "weights-only" in job["error"], job
     assert not marker.exists(), "a pickled object in the checkpoint ran"
@@ -190,5 +190,5 @@ def test_a_device_the_machine_lacks_is_refused(server: BackendProcess) -> None:
         pytest.skip("this machine has CUDA")
     answer = server.request("POST", "/api/jobs", {"model": TINY_MODEL, "dataset": "messages", "device": "cuda"},
                             timeout=300)
-    assert answer.status == 400 and answer.json()["error"]["field"] == "device", answer.summary()
+    assert answer.status == 409 and answer.json()["error"]["field"] == "device", answer.summary()
     assert "cpu" in answer.json()["error"]["allowed"]

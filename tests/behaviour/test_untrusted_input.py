@@ -113,7 +113,7 @@ def test_a_sparse_gigabyte_config_is_refused_without_reading_it(server: BackendP
         handle.truncate(1 << 30)
     with sampled_rss(server.server_pid) as rss:
         answer = server.request("POST", "/api/models", {"name": "sparse", "path": str(folder)})
-    assert answer.status == 400 and "is not a model folder" in answer.json()["error"]["message"]
+    assert answer.status == 404 and "is not a model folder" in answer.json()["error"]["message"]
     assert rss.growth_mib < MEMORY_BOUND_MIB, f"the server grew by {rss.growth_mib:.0f} MiB"
 
 
@@ -128,7 +128,7 @@ def test_no_answer_tells_what_another_file_holds(server: BackendProcess, tmp_pat
     for name, folder in (("missing", tmp_path / "missing"), ("empty", tmp_path), ("secret", secret),
                          ("binary", binary)):
         response = server.request("POST", "/api/models", {"name": "probe", "path": str(folder)}, timeout=300)
-        assert response.status == 400
+        assert response.status in (404, 409), response.summary()  # no model folder; one it cannot train
         assert "SECRET" not in response.body.decode(), response.summary()
         answers[name] = response.json()["error"]["message"].replace(str(folder), "PATH")
     assert answers["missing"] == answers["empty"] == answers["binary"], answers

@@ -13,18 +13,17 @@ from hypothesis import strategies as st
 def test_unknown_target_module_lists_valid_ones(client: TestClient) -> None:
     response = client.post("/api/jobs", json={"model": "tiny-llama", "dataset": "sample-instructions",
                                               "target_modules": ["q_proj", "c_attn"]})
-    assert response.status_code == 400
+    assert response.status_code == 409  # the model lacks it
     error = response.json()["error"]
     assert error["field"] == "target_modules" and "c_attn" in error["message"]
     assert error["allowed"] == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
-    ({"model": "nope", "dataset": "sample-instructions"}, 400, "model"),
-    ({"model": "tiny-llama", "dataset": "nope"}, 400, "dataset"),
+    ({"model": "nope", "dataset": "sample-instructions"}, 404, "model"),
+    ({"model": "tiny-llama", "dataset": "nope"}, 404, "dataset"),
     ({"model": "tiny-llama", "dataset": "sample-instructions", "adapter_name": "../x"}, 422, "adapter_name"),
     ({"model": "tiny-llama", "dataset": "sample-instructions", "adapter_name": "COM0"}, 422, "adapter_name"),
-    ({"model": "tiny-llama", "dataset": "sample-instructions", "max_steps": 3, "epochs": 1}, 400, "max_steps"),
     ({"model": "tiny-llama", "dataset": "sample-instructions", "target_modules": [""]}, 422, "target_modules.0"),
 ])
 def test_bad_references_are_refused_naming_the_field(client: TestClient, body: dict, status: int, field: str) -> None:
@@ -52,11 +51,11 @@ def test_register_model_refuses_what_is_not_a_model_folder_with_one_message(clie
     answers = []
     for folder in (empty, tmp_path / "missing", tmp_path / "a-file"):
         response = client.post("/api/models", json={"name": "m1", "path": str(folder)})
-        assert response.status_code == 400, response.text
+        assert response.status_code == 404, response.text
         answers.append(response.json()["error"]["message"].replace(str(folder), "PATH"))
     (empty / "config.json").write_text('{"model_type": "SECRET-VALUE-FROM-FILE"}')
     no_weights = client.post("/api/models", json={"name": "m1", "path": str(empty)})
-    assert no_weights.status_code == 400 and "SECRET" not in no_weights.text
+    assert no_weights.status_code == 409 and "SECRET" not in no_weights.text
     (empty / "config.json").write_text('{"no model type": 1}')
     answers.append(client.post("/api/models", json={"name": "m1", "path": str(empty)}).json()["error"]["message"]
                    .replace(str(empty), "PATH"))
@@ -66,7 +65,7 @@ def test_register_model_refuses_what_is_not_a_model_folder_with_one_message(clie
 
 def test_generate_rejects_bad_references_before_loading(client: TestClient) -> None:
     response = client.post("/api/generate", json={"model": "tiny-llama", "adapter": "nope", "prompt": "hi"})
-    assert response.status_code == 400 and response.json()["error"]["field"] == "adapter"
+    assert response.status_code == 404 and response.json()["error"]["field"] == "adapter"
     assert client.post("/api/generate", json={"model": "tiny-llama", "prompt": ""}).status_code == 422
 
 

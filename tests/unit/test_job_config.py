@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import pytest
 
-from backend.errors import InvalidInput
+from backend.errors import Conflict
 from backend.responses import JobConfig as JobConfigAnswer
 from backend.runtime_paths import current_layout
 from backend.schemas import JobCreate
@@ -55,15 +55,17 @@ def test_every_default_comes_from_the_request_then_the_preset_then_defaults_json
     assert asked.max_steps is None and asked.total_steps == 8  # 2 epochs of ceil(10 / 3) batches
 
 
-@pytest.mark.parametrize(("request_body", "field"), [
-    ({"max_steps": 3, "epochs": 1.0}, "max_steps"),
-    ({"target_modules": ["q_proj", "c_attn"]}, "target_modules"),
-])
-def test_bad_combinations_name_the_field(request_body: dict, field: str) -> None:
-    with pytest.raises(InvalidInput) as raised:
-        resolve({"model": "m", "dataset": "d", **request_body}, adapter_name="a", model=LLAMA, dataset_id="d",
-                dataset_records=10, defaults=DEFAULTS)
-    assert raised.value.field == field
+def test_a_target_module_the_model_lacks_is_a_conflict_naming_the_field() -> None:
+    with pytest.raises(Conflict) as raised:
+        resolve({"model": "m", "dataset": "d", "target_modules": ["q_proj", "c_attn"]}, adapter_name="a",
+                model=LLAMA, dataset_id="d", dataset_records=10, defaults=DEFAULTS)
+    assert raised.value.field == "target_modules" and raised.value.status_code == 409
+
+
+def test_max_steps_wins_over_epochs_as_in_transformers() -> None:
+    config = resolve({"model": "m", "dataset": "d", "max_steps": 3, "epochs": 5.0}, adapter_name="a", model=LLAMA,
+                     dataset_id="d", dataset_records=10, defaults=DEFAULTS)
+    assert (config.max_steps, config.epochs, config.total_steps) == (3, None, 3)
 
 
 def test_a_config_stored_by_an_earlier_version_reads_as_what_that_version_did() -> None:

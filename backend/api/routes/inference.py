@@ -58,7 +58,7 @@ def in_thread(work: Callable[[], Any], ticket: Ticket, done: Callable[[Any, Base
 @router.post("/generate", response_model=None, responses={
     **ok("Generation", description="The generated text; with `\"stream\": true`, server-sent `token` events, "
                                    "then `done` (or `error`)", streams=True),
-    **errors(400, 413, 422, 429, 507),
+    **errors(400, 404, 409, 413, 422, 429, 507),
 })
 async def generate(body: GenerateRequest, request: Request, inference: InferenceDep, services: ServicesDep) -> Any:
     generation = resolve_generation(body.model_dump(exclude_none=True), services.resources.defaults["generation"])

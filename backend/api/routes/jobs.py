@@ -47,7 +47,7 @@ def sse_message(seq: int, event: str, data: dict[str, Any]) -> str:
                                         events=("job_events_api_jobs__job_id__events_get", "job_id"),
                                         cancel=("cancel_job_api_jobs__job_id__cancel_post", "job_id"),
                                         resume=("resume_job_api_jobs__job_id__resume_post", "job_id"))),
-    **errors(400, 409, 413, 422, 507),
+    **errors(400, 404, 409, 413, 422, 507),
 })
 async def create_job(body: JobCreate, request: Request, jobs: JobsDep) -> dict[str, Any]:
     return await work(request, jobs.create, body.model_dump())

@@ -24,7 +24,7 @@ async def list_models(request: Request, models: ModelsDep) -> list[dict[str, Any
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=None, responses={
     **ok("Model", status=201, links=links(get=("get_model_api_models__model_id__get", "model_id"),
                                           delete=("delete_model_api_models__model_id__delete", "model_id"))),
-    **errors(400, 409, 413, 422, 507),
+    **errors(400, 404, 409, 413, 422, 507),
 })
 async def register_model(body: ModelRegister, request: Request, models: ModelsDep) -> dict[str, Any]:
     """Reads the folder's config, weights' headers and tokenizer files, then asks a model probe (a child
