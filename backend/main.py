@@ -49,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--parent-pid", type=int, help="exit when this process exits")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"peft_engine {__version__}")
+    parser.add_argument("--self-check", choices=["libraries", "torch"],
+                        help="check this build inside itself, print a JSON report and exit (0 passed, 1 failed, "
+                             "2 nothing to check): every shared library loads, or torch imports as the "
+                             "build's flavour; starts no server")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from backend.settings import Settings
 
-    given = {key: value for key, value in vars(args).items() if value is not None}
+    given = {key: value for key, value in vars(args).items() if value is not None and key != "self_check"}
     return Settings(**given)
 
 
@@ -94,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare_process()
     args = build_parser().parse_args(argv)
+    if args.self_check:
+        from backend.self_check import run
+
+        return run(args.self_check)
     try:
         settings = settings_from_args(args)
         settings.check_host()

@@ -106,12 +106,15 @@ class JobRuntime(BaseModel):
     device: str | None = None
     dtype: str | None = None
     device_name: str | None = None
+    device_reason: str | None = Field(None, description="why that device: above all why not a GPU")
     target_modules: list[str] | str | None = None
     trainable_parameters: int | None = None
     examples: int | None = None
     examples_without_trained_tokens: int | None = None
     max_seq_length: int | None = None
     chat_template: Literal["model", "default"] | None = None
+    steps_per_second: float | None = Field(None, description="once completed: the steps of this run per second")
+    peak_gpu_memory_bytes: int | None = Field(None, description="once completed on CUDA: the peak torch allocated")
 
 
 class Job(BaseModel):
@@ -163,6 +166,8 @@ class MlStack(BaseModel):
     torch_cuda: str | None = Field(..., description="the CUDA version this torch was built for (null: CPU build)")
     mps_available: bool
     device: str = Field(..., description="where generation and 'auto' jobs run: cuda, mps or cpu")
+    device_reason: str = Field(..., description="why that device: above all why not a GPU (a CPU build of "
+                                                "torch, or no CUDA device)")
     dtype: str = Field(..., description="the dtype 'auto' picks on that device")
     torch_threads: int
     loaded_from: str

@@ -1,9 +1,10 @@
 """Where the backend runs from and where it may read and write, in every packaging mode.
 
 Five modes: running from source, a Nuitka standalone folder, a Nuitka onefile, a PyInstaller onedir and
-a PyInstaller onefile. Detection reads *markers* (Nuitka's ``__compiled__``, PyInstaller's ``sys.frozen``
-and ``sys._MEIPASS``, the executable path) gathered once by :func:`current_markers`; everything else is
-a pure function of those markers, so tests simulate every mode without building anything.
+a PyInstaller onefile, each frozen one with the CPU or the CUDA build of torch. Detection reads *markers*
+(Nuitka's ``__compiled__``, PyInstaller's ``sys.frozen`` and ``sys._MEIPASS``, the executable path, the
+file a CUDA build carries) gathered once by :func:`current_markers`; everything else is a pure function
+of those markers, so tests simulate every mode without building anything.
 
 Two kinds of location come out of it:
 - read-only bundled resources (presets, the sample dataset, the tiny model) and the ML *sidecar*
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from backend.variants import (
@@ -25,13 +26,16 @@ from backend.variants import (
     PYINSTALLER_ONEDIR,
     PYINSTALLER_ONEFILE,
     SOURCE,
+    TORCH_FLAVOURS,
     Variant,
+    flavoured,
 )
 
 APP_NAME = "peft_engine"
 APP_AUTHOR = "PEFT Studio"
 DATA_DIR_ENV = "PEFT_ENGINE_DATA_DIR"
 SIDECAR_DIR_NAME = "ml_sidecar"
+TORCH_FLAVOUR_FILE = "torch-flavour"  # in resources/ of a build whose torch is not the CPU one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +49,13 @@ class RuntimeMarkers:
     nuitka_containing_dir: Path | None = None
     pyinstaller_meipass: Path | None = None  # None: not frozen by PyInstaller
     platform: str = sys.platform
+    torch_flavour: str = "cpu"  # what the build's resources/torch-flavour names (source: cpu)
 
 
 def current_markers() -> RuntimeMarkers:
     compiled = globals().get("__compiled__")  # set by Nuitka in every compiled module
     meipass = getattr(sys, "_MEIPASS", None) if getattr(sys, "frozen", False) else None
-    return RuntimeMarkers(
+    markers = RuntimeMarkers(
         package_dir=Path(__file__).resolve().parent,
         executable=Path(sys.executable),
         argv0=sys.argv[0] if sys.argv else "",
@@ -58,10 +63,22 @@ def current_markers() -> RuntimeMarkers:
         nuitka_containing_dir=Path(compiled.containing_dir) if compiled is not None else None,
         pyinstaller_meipass=Path(meipass) if meipass else None,
     )
+    if compiled is None and meipass is None:
+        return markers
+    try:
+        flavour = (resources_dir(markers) / TORCH_FLAVOUR_FILE).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return markers  # no marker: the CPU build
+    return replace(markers, torch_flavour=flavour if flavour in TORCH_FLAVOURS else "cpu")
 
 
 def detect_mode(markers: RuntimeMarkers) -> Variant:
     """Which of the variants in :mod:`backend.variants` this process is."""
+    return flavoured(packaging(markers), markers.torch_flavour)
+
+
+def packaging(markers: RuntimeMarkers) -> Variant:
+    """The packaging this process runs from, with the CPU flavour."""
     if markers.nuitka_onefile is not None:
         return NUITKA_ONEFILE if markers.nuitka_onefile else NUITKA_STANDALONE
     if markers.pyinstaller_meipass is not None:

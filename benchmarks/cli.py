@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from backend import __version__
-from backend.variants import NAMES
+from backend.variants import ALL_NAMES, NAMES
 
 DEFAULT_RESULTS = Path("reports/results.json")
 DEFAULT_HISTORY = Path("reports/history.jsonl")
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cold", action="store_true", help="skip cold (page cache evicted) launches")
     run.add_argument("--instructions", choices=("auto", "all", "none"),
                      help="count startup instructions under callgrind (auto: source and folder builds)")
-    run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(NAMES)}")
+    run.add_argument("--variants", help=f"comma-separated subset of: {', '.join(ALL_NAMES)} (default: "
+                                        f"{', '.join(NAMES)})")
     run.add_argument("--out", type=Path, default=DEFAULT_RESULTS)
     run.add_argument("--history", type=Path, default=DEFAULT_HISTORY, help="JSON-lines history to append to")
     run.add_argument("--also", action="append", default=[], metavar="LABEL=PATH",
@@ -91,9 +92,9 @@ def command_run(args: argparse.Namespace) -> int:
     names = tuple(NAMES)
     if args.variants:
         names = tuple(name.strip() for name in args.variants.split(",") if name.strip())
-        unknown = [name for name in names if name not in NAMES]
+        unknown = [name for name in names if name not in ALL_NAMES]
         if unknown:
-            print(f"error: unknown variant(s) {', '.join(unknown)}; use: {', '.join(NAMES)}", file=sys.stderr)
+            print(f"error: unknown variant(s) {', '.join(unknown)}; use: {', '.join(ALL_NAMES)}", file=sys.stderr)
             return 2
     checkouts: dict[str | None, Path] = {None: Path.cwd()}
     dists: dict[str | None, Path] = {}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.variants import NAMES, PYINSTALLER_ONEDIR, PYINSTALLER_ONEFILE, variant_named
+from backend.variants import ALL_NAMES, NAMES, PYINSTALLER_ONEDIR, PYINSTALLER_ONEFILE, flavoured, variant_named
 from benchmarks.gate import Finding, detectable_text, render_findings, same_run, threshold_text, undecided
 from benchmarks.schema import METRICS, samples, scalar
 from benchmarks.stats import ratio_of_medians
@@ -27,18 +27,18 @@ MIB = 1024**2
 def counterpart(name: str) -> str | None:
     """The PyInstaller build of the same packaging as ``name`` (None for source and for itself)."""
     kind = name.rsplit("/", 1)[-1]
-    if kind not in NAMES:
+    if kind not in ALL_NAMES:
         return None
     variant = variant_named(kind)
     if not variant.frozen:
         return None
-    reference = PYINSTALLER_ONEFILE.name if variant.onefile else PYINSTALLER_ONEDIR.name
+    reference = flavoured(PYINSTALLER_ONEFILE if variant.onefile else PYINSTALLER_ONEDIR, variant.torch).name
     return None if reference == kind else reference
 
 
 def _order(results: dict[str, Any]) -> list[str]:
-    return [name for name in NAMES if name in results["variants"]] + sorted(
-        name for name in results["variants"] if name not in NAMES)
+    return [name for name in ALL_NAMES if name in results["variants"]] + sorted(
+        name for name in results["variants"] if name not in ALL_NAMES)
 
 
 def _median(values: list[float]) -> float | None:

@@ -16,14 +16,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from backend.variants import NUITKA_STANDALONE, PYINSTALLER_ONEDIR, Variant, flavoured
 from compile.backends import BuildInputs
 from compile.backends.nuitka import report_path
-from compile.buildenv import BuildEnv, ensure_build_env, pinned_versions, requirements
+from compile.buildenv import BuildEnv, ensure_build_env, installed, pinned_versions, requirements
 from compile.config_check import StaleEntry, stale_entries
 from compile.datafiles import MANIFEST_NAME, manifest
-from compile.errors import BuildFailed, ConfigError
+from compile.errors import BuildFailed, ConfigError, OnefileTooLarge
+from compile.flavour import cuda_distributions
+from compile.layers import LAYERS_FILE
+from compile.layers import manifest as layer_manifest
 from compile.nuitka_patches import carried, patch_build_env
 from compile.nuitka_report import NuitkaReport, parse_report
+from compile.onefile_limit import ONEFILE_LIMIT_BYTES, refusal, tool_overflowed
 from compile.options import BuildOptions
 from compile.plan import command_line, plan_inputs, planned_command, planned_environment
 from compile.platforms import windows
@@ -71,9 +76,14 @@ def stage_sidecar(options: BuildOptions, env: BuildEnv, inputs: BuildInputs, det
 
 
 def byte_compile(env: BuildEnv, folder: Path) -> None:
-    # unchecked-hash: valid whatever the files' mtimes become after copying or unpacking, never rewritten
+    """Byte-compile the sidecar so that the same sources give the same bytes, wherever and whenever the
+    build ran (reproducible builds, docs/developer-guide/updates.md): ``unchecked-hash`` records the
+    source's hash, not its mtime, so a ``.pyc`` stays valid after copying or unpacking and is never
+    rewritten; ``-s``/``-p`` record each file's name as ``ml_sidecar/<path in the sidecar>``, not the
+    build folder's absolute path (Python puts the real path back when it imports a module beside its
+    source; a sourceless module's tracebacks show this one)."""
     run([str(env.python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
-         str(folder)], check=False, what="compileall")
+         "-s", str(folder), "-p", SIDECAR_DIR_NAME, str(folder)], check=False, what="compileall")
 
 
 def tool_version(env: BuildEnv, tool: str) -> str:
@@ -144,6 +154,8 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Pr
     result, command, variables = run_tool(options, env, inputs, progress)
     with progress.step("collect the artifact"):
         executable = collect_artifact(options)
+        if options.onefile:
+            refuse_onefile(options, executable.stat().st_size)
         if options.tool == "nuitka" and not options.onefile and inputs.sidecar_dir is not None:
             shutil.copytree(inputs.sidecar_dir, executable.parent / SIDECAR_DIR_NAME)
         write_json_atomic(options.dist_path / MANIFEST_NAME, manifest(list(inputs.data_files)))
@@ -161,6 +173,7 @@ def execute_build(options: BuildOptions, pyproject: dict[str, Any], progress: Pr
                               executable=executable, artifact=artifact, tool_result=result, started_at=started_at,
                               wall_seconds=time.perf_counter() - wall_started, env_seconds=env_seconds)
         write_checksums(options.dist_path, artifact)
+        write_json_atomic(options.dist_path / LAYERS_FILE, layer_manifest(artifact, options.variant, options.version))
         write_json_atomic(options.dist_path / BUILD_RECORD, record)
     if stale:
         raise ConfigError(
@@ -188,9 +201,30 @@ def run_tool(options: BuildOptions, env: BuildEnv, inputs: BuildInputs,
     else:  # the folders compile/backends/pyinstaller.py passes it
         phases = PyInstallerPhases(progress, options.build_path / "work", options.build_path / "dist")
     with progress.step(f"{options.tool} (full output: {log})"), progress.heartbeat(phases.status):
-        result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool,
-                     on_line=phases.feed)
+        try:
+            result = run(command, log_path=log, cwd=options.root, env=tool_environment, what=options.tool,
+                         on_line=phases.feed)
+        except BuildFailed as exc:
+            if options.onefile and tool_overflowed(str(exc)):
+                refuse_onefile(options, ONEFILE_LIMIT_BYTES + 1)
+            raise
     return result, command, variables
+
+
+def folder_variant(options: BuildOptions) -> Variant:
+    """The folder build of the same tool and torch flavour as a onefile."""
+    base = NUITKA_STANDALONE if options.tool == "nuitka" else PYINSTALLER_ONEDIR
+    return flavoured(base, options.torch)
+
+
+def refuse_onefile(options: BuildOptions, size_bytes: int) -> None:
+    """Raise OnefileTooLarge (after removing what was made) when a onefile of ``size_bytes`` cannot ship."""
+    folder = folder_variant(options)
+    reason = refusal(size_bytes, options.variant, folder.name, folder.build_command)
+    if reason is None:
+        return
+    shutil.rmtree(options.dist_path, ignore_errors=True)
+    raise OnefileTooLarge(reason, hint=f"python -m compile {' '.join(folder.build_args)}")
 
 
 def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], inputs: BuildInputs,
@@ -223,6 +257,9 @@ def build_record(options: BuildOptions, env: BuildEnv, details: dict[str, Any], 
         "nuitka_report": report.summary() if report else None,
         "stale_config": [str(entry) for entry in stale],
         "nuitka_patches": details.get("nuitka_patches", {}),
+        "torch": {"flavour": options.torch, "version": details.get("torch_version"),
+                  "cuda_distributions": cuda_distributions(details["facts"])},
+        "installed": installed(env),  # pip freeze of the build env
     }
     plan: SidecarPlan = details["sidecar"]
     if options.tool == "nuitka":

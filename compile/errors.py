@@ -61,3 +61,9 @@ class ArtifactError(CompileError):
     """The artifact to verify or report on does not exist or is not a build of ours."""
 
     exit_code = 8
+
+
+class OnefileTooLarge(CompileError):
+    """A onefile would exceed what its format can hold: refused, and nothing is left in dist/."""
+
+    exit_code = 9

@@ -4,9 +4,10 @@ Order (later wins):
 1. defaults (this module);
 2. ``[tool.compile]`` in ``pyproject.toml``;
 3. ``[tool.compile.linux|macos|windows]`` for the target platform;
-4. environment variables ``COMPILE_<KEY>`` (``COMPILE_JOBS=4``, ``COMPILE_ONEFILE_AS_ARCHIVE=1``;
+4. ``[tool.compile.cpu|cuda]`` for the torch flavour built (which the later sources may choose);
+5. environment variables ``COMPILE_<KEY>`` (``COMPILE_JOBS=4``, ``COMPILE_ONEFILE_AS_ARCHIVE=1``;
    lists are comma-separated);
-5. command-line flags.
+6. command-line flags.
 
 Keys are the field names with ``-`` for ``_`` (``product-name``). An unknown key is an error naming it.
 """
@@ -25,7 +26,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import tomllib
 
-from backend.variants import BUILT_NAMES, Variant, variant_named
+from backend.variants import BUILT_NAMES, TORCH_FLAVOURS, Variant, flavoured, variant_named
 from compile.errors import ConfigError, UsageError
 
 PlatformName = Literal["linux", "macos", "windows"]
@@ -47,7 +48,7 @@ class DataSpec:
 class BuildOptions:
     # what is built
     platform: PlatformName
-    variant: str  # a built variant's name (backend.variants)
+    variant: str  # a built variant's name (backend.variants), its torch flavour included
     project_root: Path
     entry_point: str = "peft_engine.py"
     product_name: str = "peft_engine"
@@ -60,6 +61,10 @@ class BuildOptions:
     # where
     dist_dir: str = "dist"
     build_dir: str = "build"
+    # which torch: the CPU build (the default), or the CUDA build with its nvidia-* libraries, installed
+    # from cuda-index-url whatever this machine's pip configuration prefers (docs/developer-guide/cuda.md)
+    torch: Literal["cpu", "cuda"] = "cpu"
+    cuda_index_url: str = "https://pypi.org/simple"
     # how modules are included
     bytecode_packages: tuple[str, ...] = ()  # Nuitka bytecode demotion (small packages only), included whole
     bytecode_modules: tuple[str, ...] = ()  # modules or namespaces demoted; included by following as usual
@@ -85,7 +90,7 @@ class BuildOptions:
     nuitka_args: tuple[str, ...] = ()
     pyinstaller_args: tuple[str, ...] = ()
     # onefile
-    onefile_tempdir_spec: str = "{CACHE_DIR}/{COMPANY}/{PRODUCT}/{VERSION}"
+    onefile_tempdir_spec: str = "{CACHE_DIR}/{COMPANY}/{PRODUCT}/{VERSION}-{BUILD}"  # {BUILD}: compile.plan.build_id
     onefile_child_grace_ms: int = 3000
     onefile_as_archive: bool = False
     # platform specifics
@@ -248,7 +253,7 @@ def _data_specs(value: Any) -> tuple[DataSpec, ...]:
 def _table_values(table: Mapping[str, Any], source: str) -> dict[str, Any]:
     values = {}
     for key, value in table.items():
-        if key in PLATFORMS:
+        if key in PLATFORMS or key in TORCH_FLAVOURS:
             continue
         name = key.replace("-", "_")
         if name not in _FIELDS or name in _NOT_CONFIGURABLE:
@@ -300,11 +305,24 @@ def resolve_options(
     if not isinstance(platform_table, dict):
         raise ConfigError(f"[tool.compile.{platform}] must be a table")
     values.update(_table_values(platform_table, f"[tool.compile.{platform}]"))
-    values.update(_env_values(os.environ if environ is None else environ))
+    later = _env_values(os.environ if environ is None else environ)
     for name, value in (cli or {}).items():
         if value is not None:
-            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
-    check_variant(variant)
+            later[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+    spec = variant_named(check_variant(variant))
+    flavour = later.get("torch") or (spec.torch if spec.torch != "cpu" else values.get("torch", "cpu"))
+    flavour_table = table.get(flavour, {})
+    if not isinstance(flavour_table, dict):
+        raise ConfigError(f"[tool.compile.{flavour}] must be a table")
+    if "torch" in flavour_table:
+        raise ConfigError(f"[tool.compile.{flavour}]: 'torch' cannot be set in the table of a flavour")
+    values.update(_table_values(flavour_table, f"[tool.compile.{flavour}]"))
+    values.update(later)
+    if spec.torch == "cuda" and values.get("torch", "cuda") != "cuda":
+        raise ConfigError(f"{variant} is the CUDA flavour, but torch = {values['torch']!r} was asked for",
+                          hint=f"build {flavoured(spec, 'cpu').name} for the CPU flavour, or drop the torch setting")
+    values["torch"] = spec.torch if spec.torch != "cpu" else values.get("torch", "cpu")
+    variant = flavoured(spec, values["torch"]).name
     return BuildOptions(platform=platform, variant=variant, project_root=project_root.resolve(), **values)
 
 

@@ -18,23 +18,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROBE_VERSION = 3  # part of cache keys: bump when the output changes
+PROBE_VERSION = 4  # part of cache keys: bump when the output changes
 
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def requirement_names(dist: metadata.Distribution) -> list[str]:
+def requirement_names(dist: metadata.Distribution, by_name: dict[str, metadata.Distribution] | None = None,
+                      extras: tuple[str, ...] = ("",), seen: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
+    """What ``dist`` requires when installed with ``extras`` ("" is none), on this platform; a
+    requirement that asks for extras of another distribution (``cuda-toolkit[cudart,cublas]``, as the
+    CUDA build of torch does) brings what those extras require too, as pip installed it."""
     from packaging.requirements import Requirement
 
-    names = []
+    names: list[str] = []
     for text in dist.requires or []:
         requirement = Requirement(text)
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        if requirement.marker is not None and not any(requirement.marker.evaluate({"extra": extra})
+                                                      for extra in extras):
             continue
-        names.append(canonical(requirement.name))
-    return names
+        name = canonical(requirement.name)
+        names.append(name)
+        target = (by_name or {}).get(name)
+        for extra in sorted(requirement.extras):
+            key = (name, extra)
+            if target is not None and key not in seen:
+                names.extend(requirement_names(target, by_name, (extra,), seen | {key}))
+    return list(dict.fromkeys(names))
 
 
 def import_names(dist: metadata.Distribution) -> list[str]:
@@ -54,6 +65,9 @@ def import_names(dist: metadata.Distribution) -> list[str]:
 
 def distributions() -> dict[str, dict[str, Any]]:
     result = {}
+    by_name: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions():
+        by_name.setdefault(canonical(dist.metadata["Name"]), dist)
     for dist in metadata.distributions():
         name = canonical(dist.metadata["Name"])
         if name in result:
@@ -62,7 +76,7 @@ def distributions() -> dict[str, dict[str, Any]]:
         result[name] = {
             "name": name,
             "version": dist.version,
-            "requires": requirement_names(dist),
+            "requires": requirement_names(dist, by_name),
             "imports": import_names(dist),
             "location": str(Path(str(dist.locate_file(""))).resolve()),
             "files": files,

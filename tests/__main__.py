@@ -7,9 +7,12 @@
                                ``compile verify`` on each, and the build tests (mutations of a build)
     python -m tests suite      the behaviour suite against each build in dist/
     python -m tests bench      the benchmarks against the committed baseline, and the gate
-    python -m tests nightly    what does not fit CI's hour: the suite against the other variants, the
-                               reproducers of the Nuitka patches, a long schemathesis run, the memory-safety
-                               check, the double build for reproducibility, the CUDA build (ci/nightly.yml)
+    python -m tests nightly    what does not fit CI's hour: the slow tests against the other builds, the
+                               PyInstaller onefile, the reproducers of the Nuitka patches, the memory-safety
+                               check, the double build for reproducibility, schemathesis over 10,000 cases
+    python -m tests cuda       the CUDA flavour: built, verified (every library loads), the suite against it
+                               on the CPU, its PyInstaller baseline, and its startup against the CPU build's
+                               (ci/nightly.yml runs nightly and cuda)
     python -m tests --list     the commands, without running them
 
 ``.ci/run`` runs the same tiers as its stages. Exit code: the first failing command's (1 if none says).
@@ -62,10 +65,21 @@ TIERS: dict[str, list[Command]] = {
         [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onefile"],
         [PY, "-m", "compile.repro"],
         [PY, "scripts/memcheck.py"],
-        [PY, "scripts/reproducible.py"],
-        [PY, "scripts/schemathesis_long.py", "--artifact", "dist/nuitka-standalone"],
+        [PY, "scripts/reproducible.py", "nuitka-standalone", "nuitka-onefile", "pyinstaller-onedir"],
+        ["env", "PEFT_FUZZ_EXAMPLES=100", PY, "-m", "pytest", "-q", "-s", "tests/behaviour/test_fuzz.py", "--artifact",
+         "dist/nuitka-standalone"],  # over 10,000 cases
     ],
 }
+TIERS["cuda"] = [
+    [PY, "-m", "compile", "standalone", "--torch", "cuda"],
+    [PY, "-m", "compile", "verify", "dist/nuitka-standalone-cuda"],
+    [PY, "-m", "pytest", "-q", "-m", "build", "tests/integration/test_cuda_build.py"],
+    [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-standalone-cuda", "-m", "not slow"],
+    [PY, "-m", "compile", "pyinstaller", "--onedir", "--torch", "cuda"],
+    [PY, "-m", "compile", "verify", "dist/pyinstaller-onedir-cuda"],
+    [PY, "-m", "benchmarks", "run", "--quick", "--variants", "nuitka-standalone,nuitka-standalone-cuda",
+     "--out", "reports/cuda-vs-cpu.json"],
+]
 DEFAULT = ("fast", "builds", "suite", "bench")
 
 
@@ -75,10 +89,12 @@ def run_tier(name: str) -> int:
     for command in TIERS[name]:
         shown = " ".join(part if part != PY else "python" for part in command)
         print(f"--- $ {shown}", flush=True)
+        began = time.perf_counter()
         code = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
-        if code not in (0,):
+        print(f"--- {time.perf_counter() - began:.0f}s: {shown}", flush=True)
+        if code != 0:  # pytest's 5 (nothing collected) included: a selection that matches nothing is an error
             print(f"=== tier {name}: FAILED ({shown} exited {code}) after {time.perf_counter() - started:.0f}s ===")
-            return code or 1
+            return code
     print(f"=== tier {name}: passed in {time.perf_counter() - started:.0f}s ===", flush=True)
     return 0
 

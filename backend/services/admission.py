@@ -71,7 +71,10 @@ class Admission:
         if self._lock is None:
             self._lock = asyncio.Lock()
         lock = self._lock
-        if lock.locked() and self.waiting >= self.max_waiting:
+        # Waiters count whether or not the model is busy this instant: between one ticket's release and the
+        # next waiter's acquire the lock is free, and a newcomer checking only that would join the queue
+        # past its bound (seen: 10 waiting of 4, under a flood of generations that finished quickly).
+        if (lock.locked() or self.waiting) and self.waiting >= self.max_waiting:
             raise Busy(f"{self.waiting} requests already wait for the model; retry in {self.retry_after_s} s",
                        retry_after_s=self.retry_after_s)
         self.waiting += 1

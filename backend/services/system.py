@@ -24,7 +24,7 @@ def ml_stack_info() -> dict[str, Any]:
         import torch
         import transformers
 
-        from backend.services.devices import choose_device, choose_dtype, device_facts
+        from backend.services.devices import choose_device, choose_dtype, device_facts, device_reason
 
         facts = device_facts()
         device = choose_device("auto", facts)
@@ -38,6 +38,7 @@ def ml_stack_info() -> dict[str, Any]:
             "torch_cuda": facts.torch_cuda,
             "mps_available": facts.mps,
             "device": device,
+            "device_reason": device_reason("auto", device, facts),
             "dtype": choose_dtype("auto", device, facts),
             "torch_threads": torch.get_num_threads(),
             "loaded_from": str(os.path.dirname(torch.__file__)),

@@ -255,7 +255,7 @@ def load_trainee(spec: TrainingSpec, after_imports: Callable[[], None] | None = 
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from backend.services.devices import choose_device, choose_dtype, device_facts
+    from backend.services.devices import choose_device, choose_dtype, device_facts, device_reason
     from backend.services.model_folder import inspect_folder
     from backend.services.model_probe import chat_renderer
 
@@ -305,6 +305,7 @@ def load_trainee(spec: TrainingSpec, after_imports: Callable[[], None] | None = 
     resolved = model.peft_config["default"].target_modules
     runtime = {
         "device": device, "dtype": dtype, "device_name": facts.cuda_name if device == "cuda" else None,
+        "device_reason": device_reason(config.device, device, facts),
         # peft resolves all-linear to every layer's full name: its leaf names say the same, briefly
         "target_modules": sorted({str(name).rsplit(".", 1)[-1] for name in resolved})
         if isinstance(resolved, set | list | tuple) else resolved,
@@ -369,6 +370,17 @@ def run_training(spec: TrainingSpec, emit: Emit, stop_requested: Callable[[], St
               "epoch": round(step / trainee.batches_per_epoch, 4), "eta_seconds": round(per_step * (total - step), 3)})
         if spec.config.checkpoint_every and step % spec.config.checkpoint_every == 0 and step < total:
             emit({"type": "checkpoint", "step": trainee.checkpoint_now()})
+    emit({"type": "runtime", **trainee.runtime, **measured_speed(trainee.device, step - first_step,
+                                                                  time.perf_counter() - loop_started)})
     with trainee.lock:
         trainee.save_adapter(step, loss)
     return TrainingOutcome("completed", step, loss)
+
+
+def measured_speed(device: str, steps: int, seconds: float) -> dict[str, Any]:
+    """How fast the steps of this run went, and (CUDA) the peak memory torch allocated on the GPU."""
+    import torch
+
+    peak = int(torch.cuda.max_memory_allocated()) if device == "cuda" else None
+    return {"steps_per_second": round(steps / seconds, 4) if steps and seconds > 0 else None,
+            "peak_gpu_memory_bytes": peak}

@@ -18,3 +18,5 @@ class BuildInputs:
     sidecar: SidecarPlan | None = None
     sidecar_dir: Path | None = None  # staged, byte-compiled sidecar folder
     stdlib_modules: tuple[str, ...] = ()
+    # what the build is made of, hashed (compile.plan.build_id): a onefile's unpack folder is keyed by it
+    build_id: str = "0" * 12

@@ -9,6 +9,9 @@ from compile.platforms import platform_module
 from compile.sidecar import SIDECAR_DIR_NAME
 
 REPORT_NAME = "compilation-report.xml"
+# in onefile-tempdir-spec: replaced by the build's id, so that two onefiles of one version but different
+# content unpack to different folders (Nuitka's own {VERSION} names the version only)
+BUILD_PLACEHOLDER = "{BUILD}"
 
 
 def report_path(options: BuildOptions) -> str:
@@ -62,7 +65,7 @@ def nuitka_command(options: BuildOptions, inputs: BuildInputs) -> list[str]:
     command += nuitka_data_args(list(inputs.data_files))
     if options.onefile:
         command += [
-            f"--onefile-tempdir-spec={options.onefile_tempdir_spec}",
+            f"--onefile-tempdir-spec={options.onefile_tempdir_spec.replace(BUILD_PLACEHOLDER, inputs.build_id)}",
             f"--onefile-child-grace-time={options.onefile_child_grace_ms}",
         ]
         if options.onefile_as_archive:

@@ -107,3 +107,36 @@ def test_report_explains_the_standalone_build() -> None:
     assert result.returncode == 0, result.stderr
     assert "sidecar" in result.stdout and "torch" in result.stdout
     assert "compiled" in result.stdout and "bytecode" in result.stdout
+
+
+def test_verify_names_a_library_whose_dependency_is_gone(tmp_path: Path) -> None:
+    """The library check (``--self-check libraries``, inside the build): every shared library it ships
+    resolves what it needs inside it. Take one that torch's libraries need away."""
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    (copy / "peft_engine" / "ml_sidecar" / "torch" / "lib" / "libc10.so").unlink()
+    result = compile_cli("verify", str(copy), timeout=900)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] self-check libraries" in result.stdout
+    assert "libtorch_cpu.so needs libc10.so, which the build does not ship" in result.stdout
+
+
+def test_verify_names_a_stripped_library_that_no_longer_loads(tmp_path: Path) -> None:
+    """A library the build stripped (its symbol table out, compile/strip.py) that the loader then
+    refuses: the check fails with the loader's own words. The damage is what a bad strip does: a
+    loadable segment's offset no longer congruent with its address."""
+    copy = linked_copy(NUITKA_STANDALONE.name, tmp_path)
+    target = copy / "peft_engine" / "ml_sidecar" / "torch" / "lib" / "libtorch_global_deps.so"
+    data = bytearray(target.read_bytes())
+    target.unlink()
+    phoff = int.from_bytes(data[32:40], "little")
+    entry, count = int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    for index in range(count):
+        base = phoff + index * entry
+        if int.from_bytes(data[base:base + 4], "little") == 1:  # PT_LOAD: shift its file offset by 8 bytes
+            offset = int.from_bytes(data[base + 8:base + 16], "little")
+            data[base + 8:base + 16] = (offset + 8).to_bytes(8, "little")
+            break
+    target.write_bytes(bytes(data))
+    result = compile_cli("verify", str(copy), timeout=900)
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "[FAIL] self-check libraries" in result.stdout and "libtorch_global_deps.so" in result.stdout

@@ -145,3 +145,36 @@ def test_command_line_carries_the_environment(platform: str, variables: dict[str
     from compile.plan import command_line
 
     assert command_line(["python", "-m", "nuitka", "a b.py"], variables, platform) == expected
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_onefile_unpacks_into_a_folder_keyed_by_its_build(project: Path, platform: str) -> None:
+    """Two onefiles of one version but different content must not share an unpack folder: the spec's
+    {BUILD} becomes the build's id (compile.plan.build_id), which Nuitka never sees as a placeholder."""
+    options = options_for(project, platform, "nuitka-onefile")
+    inputs = sample_inputs(project)
+    first = nuitka_command(options, type(inputs)(**{**inputs.__dict__, "build_id": "a1b2c3d4e5f6"}))
+    second = nuitka_command(options, type(inputs)(**{**inputs.__dict__, "build_id": "0f0f0f0f0f0f"}))
+    spec = next(arg for arg in first if arg.startswith("--onefile-tempdir-spec="))
+    assert spec.endswith("{VERSION}-a1b2c3d4e5f6") and "{BUILD}" not in spec
+    assert spec != next(arg for arg in second if arg.startswith("--onefile-tempdir-spec="))
+
+
+def test_the_build_id_changes_with_what_the_build_is_made_of_and_nothing_else(project: Path, tmp_path: Path) -> None:
+    from compile.buildenv import BuildEnv
+    from compile.plan import build_id
+
+    (project / "backend").mkdir(exist_ok=True)
+    (project / "backend" / "app.py").write_text("print('v1')\n")
+    (project / "peft_engine.py").write_text("import backend\n")
+    env = BuildEnv(path=tmp_path, python=tmp_path / "python", bin_dir=tmp_path, key="k1", isolated=True)
+    facts = {"distributions": {"torch": {"version": "2.13.0+cpu"}}}
+    options = options_for(project, "linux", "nuitka-onefile")
+    data = sample_inputs(project).data_files
+    first = build_id(options, env, facts, data)
+    assert build_id(options, env, facts, data) == first and len(first) == 12
+    (project / "backend" / "app.py").write_text("print('v2')\n")
+    assert build_id(options, env, facts, data) != first
+    (project / "backend" / "app.py").write_text("print('v1')\n")
+    assert build_id(options, env, {"distributions": {"torch": {"version": "2.13.1+cpu"}}}, data) != first
+    assert build_id(options, env, facts, data) == first

@@ -137,3 +137,25 @@ def test_drop_sources_ships_bytecode_only_and_it_still_imports(tmp_path: Path) -
     probe = "import torch, sympyish.core as c; print(torch.TORCH, c.__file__.endswith('core.pyc'))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=out, capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["42", "True"]
+
+
+def test_a_requirement_with_extras_brings_what_the_extras_require() -> None:
+    """The CUDA build of torch requires ``cuda-toolkit[cudart,cusparse]``: the libraries come through the
+    extras, and a sidecar that followed only names shipped torch without libcudart (found by the library
+    check of the first CUDA build)."""
+    from compile.probe import requirement_names
+
+    class Dist:
+        def __init__(self, requires: list[str]) -> None:
+            self.requires = requires
+
+    toolkit = Dist(['nvidia-cuda-runtime==13.0.*; extra == "cudart"', 'nvidia-cusparse; extra == "cusparse"',
+                    'nvidia-cufft; extra == "cufft"', 'cuda-toolkit[cudart]; extra == "all"'])
+    torch = Dist(['filelock', 'cuda-toolkit[cudart,cusparse]==13.0.2; platform_system == "Linux"',
+                  'sympy; extra == "opt"'])
+    by_name = {"cuda-toolkit": toolkit, "torch": torch}
+    names = requirement_names(torch, by_name)  # type: ignore[arg-type]
+    assert names[0] == "filelock" and "cuda-toolkit" in names
+    assert {"nvidia-cuda-runtime", "nvidia-cusparse"} <= set(names)
+    assert "nvidia-cufft" not in names and "sympy" not in names
+    assert requirement_names(toolkit, by_name, ("all",)) == ["cuda-toolkit", "nvidia-cuda-runtime"]  # no loop
