@@ -172,7 +172,8 @@ class Session:
         finally:
             took = stop(running)
             if record and metric == "startup_warm_s":
-                self.add(variant, "shutdown_s", took)
+                # after a training step the ML stack is loaded: what a stop costs once the app was used
+                self.add(variant, "shutdown_after_ml_s" if train else "shutdown_s", took)
 
     def measure_round(self, index: int, options: RunOptions) -> None:
         self.round = index

@@ -66,6 +66,8 @@ TIERS: dict[str, list[Command]] = {
         [PY, "-m", "compile.repro"],
         [PY, "scripts/memcheck.py"],
         [PY, "scripts/reproducible.py", "nuitka-standalone", "nuitka-onefile", "pyinstaller-onedir"],
+        [PY, "scripts/onefile_side_by_side.py"],
+        [PY, "scripts/delta_sizes.py", "--json", "reports/delta-sizes.json"],
         ["env", "PEFT_FUZZ_EXAMPLES=100", PY, "-m", "pytest", "-q", "-s", "tests/behaviour/test_fuzz.py", "--artifact",
          "dist/nuitka-standalone"],  # over 10,000 cases
     ],

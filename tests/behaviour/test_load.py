@@ -74,6 +74,9 @@ def test_generations_whose_clients_left_are_cancelled_and_health_always_answers(
             client.close()
         took = short_generation_takes(server)
         time.sleep(1.0)
+    print(f"flood of 45 long generations: /health {len(probe.latencies)} probes, {probe.failures} failed, "
+          f"p50 {probe.percentile(0.5) * 1000:.0f} ms, p99 {probe.percentile(0.99) * 1000:.0f} ms, "
+          f"worst {probe.worst * 1000:.0f} ms; the next generation after {took:.2f}s")
     assert probe.failures == 0, f"/health failed {probe.failures} of {len(probe.latencies)} probes"
     assert probe.worst < HEALTH_BOUND_S, f"/health took {probe.worst:.2f}s under the flood"
     busy = [answer for answer in answers.values() if answer.startswith(b"HTTP/1.1 429")]
@@ -138,12 +141,15 @@ def test_a_flood_of_idle_connections_neither_silences_the_server_nor_floods_its_
                     break
             upload = server.request("POST", "/api/datasets?name=during-flood", raw_body=b'{"text": "x"}\n' * 100)
             time.sleep(3.0)
+        print(f"{len(idle)} idle connections: /health p99 {probe.percentile(0.99) * 1000:.0f} ms, "
+              f"worst {probe.worst * 1000:.0f} ms, {probe.failures} failed")
         assert upload.status == 201, upload.summary()
         assert probe.failures == 0 and probe.worst < HEALTH_BOUND_S, (probe.failures, probe.worst)
     finally:
         for connection in idle:
             connection.close()
     growth = Path(server.stderr_path).stat().st_size - before
+    print(f"stderr grew by {growth / 1024:.1f} KiB")
     assert growth < 1 << 20, f"stderr grew by {growth / 2**20:.1f} MiB"
 
 
@@ -160,5 +166,36 @@ def test_health_answers_during_a_large_upload(backends: RunningBackends) -> None
             "POST", "/api/datasets?name=large", raw_body=body, timeout=300).status))
         thread.start()
         thread.join(300)
+    print(f"during a {len(body) / 2**20:.0f} MiB upload: /health p99 {probe.percentile(0.99) * 1000:.0f} ms, "
+          f"worst {probe.worst * 1000:.0f} ms")
     assert done == [201]
+    assert probe.failures == 0 and probe.percentile(0.99) < HEALTH_BOUND_S, (probe.failures, probe.worst)
+
+
+def test_health_answers_while_many_subscribers_follow_a_training_job(backends: RunningBackends) -> None:
+    """100 clients follow one training job's event stream to its end: every one gets every step, and
+    /health keeps answering (the stream reads the store in a thread, never on the event loop)."""
+    from tests.support.jobs_api import create_job
+
+    _, server = backends.start()
+    assert server.ready is not None
+    job = create_job(server, max_steps=40, checkpoint_every=0)
+    steps: list[int] = []
+    lock = threading.Lock()
+
+    def follow() -> None:
+        events = server.stream_events(f"/api/jobs/{job['id']}/events", timeout=600)
+        with lock:
+            steps.append(sum(1 for event in events if event["event"] == "step"))
+
+    followers = [threading.Thread(target=follow) for _ in range(100)]
+    with probing_health(server.ready.port, interval_s=0.05) as probe:
+        for follower in followers:
+            follower.start()
+        for follower in followers:
+            follower.join(600)
+    print(f"100 subscribers to a 40-step job: /health {len(probe.latencies)} probes, p50 "
+          f"{probe.percentile(0.5) * 1000:.0f} ms, p99 {probe.percentile(0.99) * 1000:.0f} ms, "
+          f"worst {probe.worst * 1000:.0f} ms")
+    assert steps == [40] * 100, f"step events per subscriber: {sorted(set(steps))}"
     assert probe.failures == 0 and probe.percentile(0.99) < HEALTH_BOUND_S, (probe.failures, probe.worst)
