@@ -22,8 +22,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 DESCRIPTOR_RESERVE = 256  # database, logs, model files, worker pipes, the listening socket
 MAX_CONNECTIONS = 4096
 log = logging.getLogger(__name__)
@@ -60,30 +58,43 @@ def _busy(protocol: Any) -> bool:
     return cycle is not None and not cycle.response_complete
 
 
-class GuardedH11Protocol(H11Protocol):
-    max_connections = MAX_CONNECTIONS
-    evicted = 0  # for the log: how many idle connections made room for new ones
+def _guarded_class(max_connections: int) -> type[Any]:
+    """uvicorn's h11 protocol, with the cap: made when the first connection arrives, as uvicorn itself
+    imports its protocol module only then (importing h11 at startup cost ~40 M instructions of the ~1.8 G
+    from spawn to ready)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    def connection_made(self, transport: Any) -> None:
-        self.last_active = time.monotonic()
-        super().connection_made(transport)
-        if len(self.connections) <= self.max_connections:
-            return
-        idle = [c for c in self.connections if c is not self and not _busy(c)]
-        if idle:
-            oldest = min(idle, key=lambda c: getattr(c, "last_active", 0.0))
-            oldest.transport.close()
-            type(self).evicted += 1
-        else:  # every connection is serving a request: this one waits for nothing, it is refused
-            transport.close()
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.last_active = time.monotonic()
+            super().connection_made(transport)
+            if len(self.connections) <= max_connections:
+                return
+            idle = [c for c in self.connections if c is not self and not _busy(c)]
+            if idle:
+                oldest = min(idle, key=lambda c: getattr(c, "last_active", 0.0))
+                oldest.transport.close()
+            else:  # every connection is serving a request: this one waits for nothing, it is refused
+                transport.close()
 
-    def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        super().data_received(data)
+        def data_received(self, data: bytes) -> None:
+            self.last_active = time.monotonic()
+            super().data_received(data)
+
+    return GuardedH11Protocol
 
 
-def guarded_protocol(max_connections: int) -> type[H11Protocol]:
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"max_connections": max_connections})
+def guarded_protocol(max_connections: int) -> Callable[..., Any]:
+    """What uvicorn calls to make each connection's protocol (it takes a class or any such callable):
+    the guarded h11 protocol, its class made on the first call."""
+    made: list[type[Any]] = []
+
+    def protocol(*args: Any, **kwargs: Any) -> Any:
+        if not made:
+            made.append(_guarded_class(max_connections))
+        return made[0](*args, **kwargs)
+
+    return protocol
 
 
 def close_idle(connections: set[Any], idle_timeout_s: float, now: float | None = None) -> int:

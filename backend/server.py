@@ -45,7 +45,9 @@ class BackendServer(uvicorn.Server):
         self.max_connections = connection_cap(self.descriptor_limit, settings.max_connections)
         super().__init__(uvicorn.Config(
             self.app, log_config=None, log_level=settings.log_level, lifespan="on",
-            http=guarded_protocol(self.max_connections), loop="asyncio", ws="none", timeout_graceful_shutdown=1,
+            # a factory, not a class: uvicorn only calls it (backend.connections.guarded_protocol)
+            http=guarded_protocol(self.max_connections),  # type: ignore[arg-type]
+            loop="asyncio", ws="none", timeout_graceful_shutdown=1,
             timeout_keep_alive=min(5, int(settings.idle_timeout_s)), access_log=settings.log_level == "debug",
         ))
         self._background: set[asyncio.Future[None]] = set()  # a strong reference until done

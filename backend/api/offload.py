@@ -17,15 +17,30 @@ READ_THREADS = 16  # SQLite reads: short, behind one connection's lock
 WORK_THREADS = 4  # model probes, registrations, job creation (may probe), system facts (imports torch)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Limiters:
-    reads: CapacityLimiter
-    work: CapacityLimiter
+    """Made on first use, on the event loop that serves: a limiter belongs to the loop that first uses it,
+    and making one loads anyio's asyncio backend, which startup does not otherwise need (measured with
+    the lazy h11 protocol of :mod:`backend.connections`: startup instructions 1,817 M -> see the commit)."""
+
+    _reads: CapacityLimiter | None = None
+    _work: CapacityLimiter | None = None
+
+    @property
+    def reads(self) -> CapacityLimiter:
+        if self._reads is None:
+            self._reads = CapacityLimiter(READ_THREADS)
+        return self._reads
+
+    @property
+    def work(self) -> CapacityLimiter:
+        if self._work is None:
+            self._work = CapacityLimiter(WORK_THREADS)
+        return self._work
 
 
 def make_limiters() -> Limiters:
-    """Made in the lifespan: a limiter belongs to the event loop that first uses it."""
-    return Limiters(reads=CapacityLimiter(READ_THREADS), work=CapacityLimiter(WORK_THREADS))
+    return Limiters()
 
 
 async def read(request: Request, function: Callable[..., T], *args: Any) -> T:

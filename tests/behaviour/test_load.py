@@ -169,7 +169,9 @@ def test_health_answers_during_a_large_upload(backends: RunningBackends) -> None
     print(f"during a {len(body) / 2**20:.0f} MiB upload: /health p99 {probe.percentile(0.99) * 1000:.0f} ms, "
           f"worst {probe.worst * 1000:.0f} ms")
     assert done == [201]
-    assert probe.failures == 0 and probe.percentile(0.99) < HEALTH_BOUND_S, (probe.failures, probe.worst)
+    # the documented bound itself: the validation thread gives the GIL up every few lines (measured worst
+    # 18-32 ms here; 1.3-2.3 s when it held the GIL for each switch interval)
+    assert probe.failures == 0 and probe.percentile(0.99) < 1.0, (probe.failures, probe.worst)
 
 
 def test_health_answers_while_many_subscribers_follow_a_training_job(backends: RunningBackends) -> None:

@@ -20,7 +20,7 @@ from compile.cli import build_parser as compile_parser
 PARSERS = {"compile": compile_parser, "benchmarks": benchmarks_parser}
 DOCS = sorted([*(REPO_ROOT / "docs").rglob("*.md"), REPO_ROOT / "README.md"])
 WORKFLOWS = sorted((REPO_ROOT / "ci").glob("*.yml"))
-COMMAND = re.compile(r"python -m (compile|benchmarks)\b([^\n|`&;]*)")
+COMMAND = re.compile(r"python -m (compile|benchmarks)(?![\w.])([^\n|`&;]*)")  # not compile.repro
 
 
 def fenced_shell_blocks(text: str) -> list[str]:
@@ -143,4 +143,15 @@ def test_readme_gives_exactly_two_fresh_machine_commands() -> None:
     blocks = fenced_shell_blocks(text)
     assert len(blocks) == 2
     assert "python -m compile standalone" in blocks[0] and "pip install" in blocks[0]
-    assert "python -m pytest" in blocks[1]
+    assert blocks[1].strip() == ".venv/bin/python -m tests"  # every tier CI runs, as .ci/run does
+
+
+def test_the_readme_and_ci_name_the_tiers_the_test_command_runs() -> None:
+    from tests.__main__ import DEFAULT, TIERS
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for tier in DEFAULT:
+        assert f"| `{tier}` |" in readme, f"the README's tier table lacks {tier}"
+    assert set(DEFAULT) < set(TIERS)
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert all(f"tier {tier}" in ci for tier in DEFAULT), "every default tier is a stage of .ci/run"
