@@ -204,4 +204,5 @@ def test_stopping_after_the_ml_stack_is_loaded_is_prompt(backends: RunningBacken
             assert server.request("POST", "/api/shutdown").status == 202
         assert server.popen.wait(20) == 0
         took = time.perf_counter() - started
-        assert took < 1.5, f"{how}: the stop took {took:.2f}s after the ML stack was used"
+        # measured (5 runs, standalone): 0.16 s median, 0.27 s worst; 62cc1c2's build 1.37 s, 1.47 s worst
+        assert took < 1.0, f"{how}: the stop took {took:.2f}s after the ML stack was used"
