@@ -81,11 +81,16 @@ def exit_process(code: int) -> NoReturn:
     anyio's threads, run atexit hooks of libraries) changes nothing we keep, and once torch has been
     imported it took 2.4 s, longer than a onefile's bootstrap waits before it kills its child. So the logs
     and streams are flushed and the process ends here. A thread still busy (a generation in progress) is
-    named in the log; it cannot keep the process alive."""
+    named in the log; it cannot keep the process alive. Child processes (multiprocessing's resource
+    tracker) end first, within a bound: whoever waited for this exit finds nothing of it left."""
     busy = sorted(thread.name for thread in threading.enumerate()
                   if thread is not threading.main_thread() and not thread.daemon and thread.is_alive())
     if busy:
         log.warning("exiting with busy threads left unfinished: %s", ", ".join(busy))
+    if "multiprocessing" in sys.modules:  # a worker or probe ran: its resource tracker ends before us
+        from backend.services.lifecycle import stop_children
+
+        stop_children()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

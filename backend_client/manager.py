@@ -18,6 +18,7 @@ of attempts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -145,7 +146,8 @@ class BackendProcess:
         self._reader = threading.Thread(target=self._read_stdout, name="backend-stdout", daemon=True)
         self._reader.start()
         self.ready: ReadyInfo | None = None
-        self._known_pids: set[int] = {self.popen.pid}
+        self._known: dict[int, psutil.Process] = {}  # every process of the tree seen, kept with its identity
+        self._remember([self.popen.pid])
 
     def _read_stdout(self) -> None:
         assert self.popen.stdout is not None
@@ -180,7 +182,7 @@ class BackendProcess:
         if ready.token != self.spec.token:
             raise BackendStartError("the ready line reports a different token than the one passed")
         self.ready = ready
-        self._known_pids.add(ready.pid)
+        self._remember([ready.pid])
         while True:
             try:
                 if self.request("GET", "/health", auth=False, timeout=2).status == 200:
@@ -237,8 +239,14 @@ class BackendProcess:
     def process_tree(self) -> list[psutil.Process]:
         """The launched process and all its descendants that are alive now."""
         processes = tree(self.popen.pid)
-        self._known_pids.update(process.pid for process in processes)
+        for process in processes:
+            self._known.setdefault(process.pid, process)
         return processes
+
+    def _remember(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                self._known.setdefault(pid, psutil.Process(pid))
 
     def stop(self, timeout: float = 5.0, *, via_http: bool = True) -> StopReport:
         """Stop gracefully (``POST /api/shutdown``, or SIGTERM when ``via_http`` is off or that fails), then
@@ -254,7 +262,7 @@ class BackendProcess:
                 return False
 
         self.stopped = True
-        report = stop_tree(self.popen, timeout=timeout, ask=ask, known_pids=self._known_pids)
+        report = stop_tree(self.popen, timeout=timeout, ask=ask, known=self._known.values())
         self._stderr.close()
         return report
 

@@ -28,7 +28,7 @@ class StopReport:
     exit_code: int | None
     exit_seconds: float  # from the request to the launched process's exit
     seconds: float  # until every process of the tree was gone
-    leftover_pids: tuple[int, ...]  # still alive after everything (should be none)
+    leftover_pids: tuple[int, ...]  # still alive after the grace time (then killed; should be none)
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -65,10 +65,11 @@ def send_terminate(popen: subprocess.Popen[bytes]) -> None:
 
 def stop_tree(
     popen: subprocess.Popen[bytes], *, timeout: float = 5.0, ask: Callable[[], bool] | None = None,
-    known_pids: Iterable[int] = (),
+    known: Iterable[psutil.Process] = (),
 ) -> StopReport:
     """Stop ``popen`` and its tree. ``ask`` requests a graceful stop (returns False when it could not,
-    then SIGTERM is sent); ``known_pids`` are processes seen earlier that must be gone too."""
+    then SIGTERM is sent); ``known`` are processes seen earlier that must be gone too (kept as
+    ``psutil.Process``, which knows a reused pid is another process)."""
     started = time.perf_counter()
     snapshot = tree(popen.pid)
     if popen.poll() is None and not (ask is not None and ask()):
@@ -81,9 +82,15 @@ def stop_tree(
         popen.kill()
         popen.wait(5)
     exit_seconds = time.perf_counter() - started
-    survivors = [process for process in snapshot if alive(process)]
+    seen = {process.pid: process for process in snapshot if process.pid != popen.pid}
+    for process in known:
+        if process.pid != popen.pid:
+            seen.setdefault(process.pid, process)
+    survivors = [process for process in seen.values() if alive(process)]
     if survivors:  # a clean exit takes its children along within the grace time; give them that, then force
         _, survivors = psutil.wait_procs(survivors, timeout=CHILD_GRACE_S)
+        survivors = [process for process in survivors if alive(process)]
+    leftovers = tuple(sorted(process.pid for process in survivors))
     if survivors:
         graceful = False
     for action in ("terminate", "kill"):
@@ -91,6 +98,4 @@ def stop_tree(
             with contextlib.suppress(psutil.Error):
                 getattr(process, action)()
         _, survivors = psutil.wait_procs(survivors, timeout=CHILD_GRACE_S)
-    pids = {process.pid for process in snapshot} | set(known_pids)
-    leftovers = tuple(sorted(pid for pid in pids if pid != popen.pid and pid_alive(pid)))
     return StopReport(graceful, popen.returncode, exit_seconds, time.perf_counter() - started, leftovers)

@@ -54,3 +54,44 @@ class Lifecycle:
         thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
         thread.start()
         return thread
+
+
+def stop_children(timeout_s: float = 3.0) -> list[int]:
+    """Before the process ends without the interpreter's teardown: let its children end first, so that a
+    caller who waited for the server's exit finds nothing of it left. multiprocessing's resource tracker
+    ends when the last writer of its pipe closes it (it unlinks any semaphore left registered first);
+    spawned workers have been joined by the job manager's shutdown. Waits ``timeout_s`` at most and
+    returns the pids still alive then (logged; they are not killed: the tracker's cleanup is theirs)."""
+    import time
+    from multiprocessing import active_children, resource_tracker
+
+    pids: list[int] = [child.pid for child in active_children() if child.pid is not None]
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    fd, pid = getattr(tracker, "_fd", None), getattr(tracker, "_pid", None)
+    if fd is not None and pid is not None:
+        try:
+            os.close(fd)  # its EOF: the tracker cleans up and exits
+            tracker._fd = None  # type: ignore[union-attr]
+            pids.append(pid)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [child for child in alive if _running_child(child)]
+        if alive:
+            time.sleep(0.01)
+    if alive:
+        log.warning("child processes still running at exit after %.1fs: %s", timeout_s, alive)
+    return alive
+
+
+def _running_child(pid: int) -> bool:
+    """Whether child ``pid`` still runs; reaps it once it has ended."""
+    if os.name != "posix":
+        return process_alive(pid)
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # already reaped, or not our child
+        return process_alive(pid)
+    return done == 0

@@ -155,3 +155,13 @@ def test_the_readme_and_ci_name_the_tiers_the_test_command_runs() -> None:
     assert set(DEFAULT) < set(TIERS)
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert all(f"tier {tier}" in ci for tier in DEFAULT), "every default tier is a stage of .ci/run"
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_every_nuitka_or_build_env_cache_is_keyed_by_the_patches(workflow: Path) -> None:
+    """A changed Nuitka patch must not reuse a build env (or a cache) patched with the old one."""
+    keys = [line.split("key:", 1)[1] for line in workflow.read_text().splitlines()
+            if line.strip().startswith("key:") and ("nuitka" in line or "buildenv" in line)]
+    assert keys, f"{workflow.name} caches no Nuitka or build env"
+    for key in keys:
+        assert "compile/patches/**" in key, f"{workflow.name}: {key.strip()} ignores the patch files"
