@@ -37,7 +37,7 @@ TIERS: dict[str, list[Command]] = {
     "fast": [
         [PY, "-m", "ruff", "check", "."],
         [PY, "-m", "mypy"],
-        [PY, "-m", "pytest", "-q"],  # its default selection: unit + the behaviour suite against source
+        [PY, "-m", "pytest", "-q", "--junitxml", "reports/junit/fast.xml"],  # unit + the behaviour suite against source
     ],
     "builds": [
         [PY, "-m", "compile", "doctor"],
@@ -48,10 +48,13 @@ TIERS: dict[str, list[Command]] = {
         [PY, "-m", "compile", "report", "dist/nuitka-standalone"],
         [PY, "-m", "pytest", "-q", "-m", "build"],
     ],
-    "suite": [
-        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-standalone"],
-        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-onefile", "-m", "not slow"],
-        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onedir", "-m", "not slow"],
+    "suite": [  # each run's per-test results in reports/junit/ (CI keeps reports/ as an artifact)
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-standalone",
+         "--junitxml", "reports/junit/suite-nuitka-standalone.xml"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/nuitka-onefile", "-m", "not slow",
+         "--junitxml", "reports/junit/suite-nuitka-onefile.xml"],
+        [PY, "-m", "pytest", "-q", "tests/behaviour", "--artifact", "dist/pyinstaller-onedir", "-m", "not slow",
+         "--junitxml", "reports/junit/suite-pyinstaller-onedir.xml"],
     ],
     "bench": [
         [PY, "-m", "benchmarks", "run", "--quick", "--baseline", BENCH_BASELINE, "--history", HISTORY],
