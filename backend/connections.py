@@ -7,7 +7,8 @@ every failed ``accept()`` is logged. Here:
 - :func:`raise_descriptor_limit`: the soft ``RLIMIT_NOFILE`` goes up to the hard limit (POSIX);
 - :func:`connection_cap`: the most connections kept open, below that limit with a reserve for the
   database, logs, model files and workers;
-- :func:`guarded_protocol`: uvicorn's h11 protocol that stamps each connection's last activity. At the
+- :func:`guarded_protocol`: uvicorn's h11 protocol that stamps each connection's last activity and bounds
+  what it buffers on its way out (:func:`bound_send_buffers`). At the
   cap, a new connection evicts the one idle the longest (so ``/health`` always gets in); when every
   connection is busy, the new one is closed at once. :func:`close_idle` closes connections idle for
   longer than the timeout, whether they never sent a request or kept one alive.
@@ -17,11 +18,15 @@ every failed ``accept()`` is logged. Here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+SEND_BUFFER_BYTES = 8192  # the kernel's send buffer of each connection (Linux doubles it for bookkeeping)
+WRITE_HIGH_WATER_BYTES = 8192  # the event loop's write buffer: beyond it a response's send() waits
 DESCRIPTOR_RESERVE = 256  # database, logs, model files, worker pipes, the listening socket
 MAX_CONNECTIONS = 4096
 log = logging.getLogger(__name__)
@@ -68,6 +73,7 @@ def _guarded_class(max_connections: int) -> type[Any]:
         def connection_made(self, transport: Any) -> None:
             self.last_active = time.monotonic()
             super().connection_made(transport)
+            bound_send_buffers(transport)
             if len(self.connections) <= max_connections:
                 return
             idle = [c for c in self.connections if c is not self and not _busy(c)]
@@ -82,6 +88,19 @@ def _guarded_class(max_connections: int) -> type[Any]:
             super().data_received(data)
 
     return GuardedH11Protocol
+
+
+def bound_send_buffers(transport: Any) -> None:
+    """Keep what a connection buffers on its way out to a few KiB: a response's ``send()`` then waits as
+    soon as the client stops reading, so a streamed generation notices a stalled reader after a few
+    hundred tokens, not after the hundreds of KiB that a loopback socket's autotuned buffer holds (its
+    tokens would all fit: the generation ran to its end, holding the model). Local clients lose nothing:
+    loopback moves a 8 KiB buffer many times a millisecond."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
 
 
 def guarded_protocol(max_connections: int) -> Callable[..., Any]:

@@ -8,9 +8,10 @@ do (``/health``, job reads, SSE). Beyond :attr:`Admission.max_waiting` waiting r
 waits leaves the queue at once.
 
 :class:`TokenChannel` carries a streamed generation's text from its thread to the response, bounded: when
-the client stops reading, the generation stops within :data:`STALL_S` of the last piece it read (plus
-the time of the token being computed), whatever ``max_new_tokens`` and however fast the machine, and
-the model is free again.
+the client stops reading, the response's ``send()`` waits as soon as the connection's few KiB of send
+buffers are full (``backend.connections.bound_send_buffers``), the channel stops being emptied, and the
+generation stops :data:`STALL_S` later (plus the time of the token being computed), whatever
+``max_new_tokens``, and the model is free again.
 """
 
 from __future__ import annotations
