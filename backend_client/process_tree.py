@@ -28,7 +28,7 @@ class StopReport:
     exit_code: int | None
     exit_seconds: float  # from the request to the launched process's exit
     seconds: float  # until every process of the tree was gone
-    leftover_pids: tuple[int, ...]  # still alive after the grace time (then killed; should be none)
+    leftover_pids: tuple[int, ...]  # still alive after the grace time, SIGTERM and SIGKILL (should be none)
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -90,7 +90,6 @@ def stop_tree(
     if survivors:  # a clean exit takes its children along within the grace time; give them that, then force
         _, survivors = psutil.wait_procs(survivors, timeout=CHILD_GRACE_S)
         survivors = [process for process in survivors if alive(process)]
-    leftovers = tuple(sorted(process.pid for process in survivors))
     if survivors:
         graceful = False
     for action in ("terminate", "kill"):
@@ -98,4 +97,5 @@ def stop_tree(
             with contextlib.suppress(psutil.Error):
                 getattr(process, action)()
         _, survivors = psutil.wait_procs(survivors, timeout=CHILD_GRACE_S)
+    leftovers = tuple(sorted(process.pid for process in survivors if alive(process)))
     return StopReport(graceful, popen.returncode, exit_seconds, time.perf_counter() - started, leftovers)
