@@ -134,7 +134,7 @@ def test_readme_benchmark_table_is_generated_from_a_full_run() -> None:
     baseline = load_results(BASELINE_DIR / "linux-x86_64.json")
     assert baseline["run_id"] == results["run_id"], (
         "the committed baseline comes from the same run: python -m benchmarks baseline "
-        f"{source} --variants source,nuitka-standalone,pyinstaller-onefile --update")
+        f"{source} --variants source,nuitka-standalone,nuitka-onefile --update")
     assert all(baseline["variants"][name] == results["variants"][name] for name in baseline["variants"])
 
 
