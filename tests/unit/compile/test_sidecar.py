@@ -159,3 +159,21 @@ def test_a_requirement_with_extras_brings_what_the_extras_require() -> None:
     assert {"nvidia-cuda-runtime", "nvidia-cusparse"} <= set(names)
     assert "nvidia-cufft" not in names and "sympy" not in names
     assert requirement_names(toolkit, by_name, ("all",)) == ["cuda-toolkit", "nvidia-cuda-runtime"]  # no loop
+
+
+def test_a_record_ships_without_the_console_scripts_entries(tmp_path: Path) -> None:
+    """A console script's hash covers its shebang, which names the build env's folder: kept, it made a
+    change to any pin change the RECORD of every distribution with a script (11 layers for one pin)."""
+    site = tmp_path / "site"
+    record = ("tqdm/__init__.py,sha256=abc,10\n"
+              "../../../bin/tqdm,sha256=y90Lii1bpEmxugkXMr-ic6YVi2wAZuqKTAdtiQB2ogU,254\n"
+              "tqdm-4.dist-info/RECORD,,\n")
+    files = {"tqdm/__init__.py": "x = 1\n", "tqdm-4.dist-info/METADATA": "Name: tqdm\n", "tqdm-4.dist-info/RECORD": record}
+    for name, text in files.items():
+        (site / name).parent.mkdir(parents=True, exist_ok=True)
+        (site / name).write_text(text)
+    facts = {"distributions": {"tqdm": dist([], ["tqdm"], list(files), str(site))}}
+    plan = SidecarPlan(distributions=("tqdm",), shared=(), compiled_side=(), nofollow_imports=(), complete_packages=())
+    materialize(plan, facts, tmp_path / "out", [])
+    shipped = (tmp_path / "out" / "tqdm-4.dist-info" / "RECORD").read_text()
+    assert shipped == "tqdm/__init__.py,sha256=abc,10\ntqdm-4.dist-info/RECORD,,\n"
