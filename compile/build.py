@@ -193,8 +193,11 @@ def run_tool(options: BuildOptions, env: BuildEnv, inputs: BuildInputs,
     variables = planned_environment(options, os.environ)
     progress.raw("$ " + command_line(command, variables, options.platform))
     log = options.build_path / f"{options.tool}.log"
-    # ccache keys include absolute paths; relative to the project they match across clones.
-    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), **variables})
+    # ccache keys include absolute paths; relative to the project they match across clones. A fixed hash
+    # seed: marshal writes a frozenset constant's items in iteration order, which a random string hash
+    # changes from run to run (two PyInstaller builds of one commit differed in base_library.zip only).
+    tool_environment = tool_env(env.bin_dir, {"CCACHE_BASEDIR": str(options.root), "PYTHONHASHSEED": "0",
+                                              **variables})
     phases: NuitkaPhases | PyInstallerPhases
     if options.tool == "nuitka":
         phases = NuitkaPhases(progress, options.build_path / f"{Path(options.entry_point).stem}.build")
