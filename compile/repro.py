@@ -31,18 +31,14 @@ from compile.nuitka_patches import PINNED, carried, patch_build_env, series_dige
 from compile.runner import Answer, query, spawn
 from compile.runner import run as run_tool
 
-PROGRAMS = {
-    "hello": 'print("hello")\n',
-    "isolated": "import json, sys\nprint(json.dumps({'ignore_environment': sys.flags.ignore_environment, "
-                "'warnoptions': sys.warnoptions, 'optimize': sys.flags.optimize}))\n",
-    "imports": """
-import json, os, sys, types
+# Shared by the programs below: how much of the executable's image a process keeps resident (Linux).
+RESIDENT = """
 exe = os.path.realpath(sys.argv[0])
 
 
-def exe_resident_kib():
+def exe_resident_kib(pid="self"):
     resident = 0
-    with open("/proc/self/smaps") as smaps:
+    with open(f"/proc/{pid}/smaps") as smaps:
         current = None
         for line in smaps:
             parts = line.split()
@@ -51,8 +47,15 @@ def exe_resident_kib():
             elif parts[0] == "Rss:" and current == exe:
                 resident += int(parts[1])
     return resident
+"""
 
-
+PROGRAMS = {
+    "hello": 'print("hello")\n',
+    "isolated": "import json, sys\nprint(json.dumps({'ignore_environment': sys.flags.ignore_environment, "
+                "'warnoptions': sys.warnoptions, 'optimize': sys.flags.optimize}))\n",
+    "imports": """
+import json, os, sys, types
+""" + RESIDENT + """
 before, loaded = exe_resident_kib(), set(sys.modules)
 import argparse, asyncio, csv, decimal, email.message, ftplib, html.parser, http.client, imaplib, json.decoder
 import logging.handlers, mailbox, pydoc_data, smtplib, sqlite3, tarfile, tomllib, unittest, urllib.request
@@ -74,23 +77,14 @@ print(json.dumps({"functions": checked, "code_kept": kept, "exe_resident_kib": a
     "tracker": """
 import json, multiprocessing, os, sys, time
 from multiprocessing import resource_tracker
+""" + RESIDENT + """
 if __name__ == "__main__":
     multiprocessing.freeze_support()
     multiprocessing.set_start_method("spawn")
     resource_tracker.ensure_running()
     time.sleep(2)
     pid = resource_tracker._resource_tracker._pid
-    exe = os.path.realpath(sys.argv[0])
-    resident = 0
-    with open(f"/proc/{pid}/smaps") as smaps:
-        current = None
-        for line in smaps:
-            parts = line.split()
-            if "-" in parts[0] and len(parts) >= 6:
-                current = parts[5]
-            elif parts[0] == "Rss:" and current == exe:
-                resident += int(parts[1])
-    print(json.dumps({"tracker_exe_resident_kib": resident}))
+    print(json.dumps({"tracker_exe_resident_kib": exe_resident_kib(pid)}))
 """,
     "sleeper": "import time\nprint('ready', flush=True)\ntime.sleep(6)\n",
     "trigger": "import anyio.to_process\nprint('built')\n",
