@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -62,7 +63,6 @@ def stop_children(timeout_s: float = 3.0) -> list[int]:
     ends when the last writer of its pipe closes it (it unlinks any semaphore left registered first);
     spawned workers have been joined by the job manager's shutdown. Waits ``timeout_s`` at most and
     returns the pids still alive then (logged; they are not killed: the tracker's cleanup is theirs)."""
-    import time
     from multiprocessing import active_children, resource_tracker
 
     pids: list[int] = [child.pid for child in active_children() if child.pid is not None]
@@ -75,23 +75,12 @@ def stop_children(timeout_s: float = 3.0) -> list[int]:
             pids.append(pid)
         except OSError:
             pass
-    deadline = time.monotonic() + timeout_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [child for child in alive if _running_child(child)]
-        if alive:
-            time.sleep(0.01)
+    processes = []
+    for child in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            processes.append(psutil.Process(child))
+    _, still = psutil.wait_procs(processes, timeout=timeout_s)  # reaps our children as they end
+    alive = [process.pid for process in still]
     if alive:
         log.warning("child processes still running at exit after %.1fs: %s", timeout_s, alive)
     return alive
-
-
-def _running_child(pid: int) -> bool:
-    """Whether child ``pid`` still runs; reaps it once it has ended."""
-    if os.name != "posix":
-        return process_alive(pid)
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # already reaped, or not our child
-        return process_alive(pid)
-    return done == 0
